@@ -23,10 +23,12 @@ COMMAND_MODULES = [
     "engine.commands.model",  # model info
     "engine.commands.bench",  # bench engine
     "engine.commands.studio",  # studio render
-    "engine.commands.train",  # train autoencoder|diffusion
+    "engine.commands.train",  # train autoencoder|whitening
+    "engine.commands.train_diffusion",  # train diffusion
     "engine.commands.evaluate",  # eval
     "engine.commands.concept",  # concept train|list|delete
-    "daw_bridge.commands",  # serve, bench bridge
+    "daw_bridge.commands",  # serve
+    "daw_bridge.bench",  # bench bridge
     "clients.python.commands",  # client ...
 ]
 

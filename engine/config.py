@@ -152,7 +152,20 @@ _NESTED = {
 
 
 def tiny() -> ModelConfig:
-    return ModelConfig()
+    """The embedded default: a ~8.8M-parameter U-Net (4 levels, stride 8, attention at the two lowest rates)
+    that trains on a 2-core CPU; MiniLM text states (384-d), 32-d latent whitened to 30."""
+    return ModelConfig(
+        # frame-rate autoencoder sized for CPU training (~5.9M params, ~23 MB fp32): shallow encoder, deeper decoder
+        autoencoder=AutoencoderConfig(hidden=256, encoder_depth=2, decoder_depth=8),
+        unet=UNetConfig(
+            channels=(48, 96, 192, 256),
+            blocks_per_level=1,
+            attention_levels=(False, False, True, True),
+            heads=4,
+            cross_attention_dim=384,
+            time_embed_dim=192,
+        ),
+    )
 
 
 def jen1_composer() -> ModelConfig:
@@ -164,7 +177,7 @@ def jen1_composer() -> ModelConfig:
         segment_seconds=10.0,
         autoencoder=AutoencoderConfig(latent_dim=128, hidden=768, encoder_depth=8, decoder_depth=12),
         unet=UNetConfig(
-            channels=(384, 768, 1152, 1536),
+            channels=(448, 896, 1344, 1856),  # 751M U-Net parameters (papers: 746M)
             blocks_per_level=2,
             attention_levels=(False, True, True, True),
             heads=16,

@@ -1,0 +1,200 @@
+"""``stemforge bench engine``: sampler speed, real-time factor and peak memory, against a raw baseline.
+
+One run measures, for the tiny model (or ``--model``) on this host:
+
+- baseline: the bare U-Net forward of exactly the batch one guided sampler step runs (2 x 1 items:
+  cond + uncond, ``k`` stems, ``seconds * 150`` frames), no pipeline around it;
+- pipeline: ``run_pipeline`` generating 4 stems x ``--seconds`` with CFG in ``--steps`` steps: seconds per
+  sampler step (from the step callbacks' clock), total wall time, real-time factor (audio seconds / wall
+  seconds), and the ratio per-step / baseline-forward (the pipeline's overhead per step);
+- peak memory: process peak RSS (``resource.ru_maxrss``) and, on CUDA, ``max_memory_allocated``;
+- on a CUDA host, also the ``jen1-composer`` U-Net in bf16: seconds per guided step and achieved TFLOP/s
+  (FLOPs counted by ``torch.utils.flop_counter``) as a fraction of the device's dense bf16 peak.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import resource
+import statistics
+import time
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+#: dense bf16 tensor-core peaks (TFLOP/s, no sparsity) by device-name substring, first match wins
+BF16_PEAK_TFLOPS = (("H200", 989.0), ("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("H100", 989.0), ("A100", 312.0), ("L40S", 362.0),
+                    ("L4", 121.0), ("A10", 125.0), ("RTX 4090", 165.0))
+
+
+def device_peak_tflops(name: str) -> float | None:
+    for key, peak in BF16_PEAK_TFLOPS:
+        if key in name:
+            return peak
+    return None
+
+
+def _peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+
+
+def _sync(device) -> None:
+    import torch
+
+    if getattr(device, "type", str(device)) == "cuda":
+        torch.cuda.synchronize()
+
+
+def unet_inputs(cfg, frames: int, batch: int, device, dtype):
+    """Random inputs shaped like one guided sampler step: x (B, C_in, F), t (B, k), text (B, L, H), mask (B, L)."""
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, cfg.unet_in_channels, frames, generator=g).to(device, dtype)
+    t = torch.full((batch, cfg.num_stems), 500.0, device=device)
+    text = torch.randn(batch, 16, cfg.text.hidden_size, generator=g).to(device, dtype)
+    mask = torch.ones(batch, 16, dtype=torch.bool, device=device)
+    return x, t, text, mask
+
+
+def time_unet(unet, inputs, device, repeats: int) -> float:
+    """Median seconds of one forward (after one warm-up)."""
+    import torch
+
+    times = []
+    with torch.inference_mode():
+        unet(*inputs)
+        _sync(device)
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            unet(*inputs)
+            _sync(device)
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def count_flops(unet, inputs) -> int:
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        unet(*inputs)
+    return int(counter.get_total_flops())
+
+
+def bench_pipeline(model, seconds: float, steps: int, sampler: str, cfg_scale: float) -> dict[str, Any]:
+    from engine.audio import num_samples
+    from engine.pipeline import GenerationRequest, run_pipeline
+
+    stamps: list[float] = []
+    req = GenerationRequest(task="generate", prompt="benchmark: funk groove", stems=list(model.config.stems),
+                            num_samples=num_samples(seconds), seed=0, steps=steps, sampler=sampler, cfg=cfg_scale)
+    t0 = time.perf_counter()
+    run_pipeline(model, req, lambda step, total, x0: stamps.append(time.perf_counter()))
+    wall = time.perf_counter() - t0
+    per_step = (stamps[-1] - stamps[0]) / (len(stamps) - 1) if len(stamps) > 1 else wall
+    return {"wall_s": wall, "s_per_step": per_step, "rtf": seconds / wall,
+            "outside_sampler_s": wall - per_step * steps}
+
+
+def cmd_bench_engine(args: argparse.Namespace) -> int:
+    import torch
+
+    from engine.commands.generate import load_model
+    from engine.config import SAMPLE_RATE, HOP, get_config
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device("cuda" if torch.cuda.is_available() and args.device != "cpu" else "cpu")
+    report: dict[str, Any] = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+                              "threads": torch.get_num_threads(), "seconds": args.seconds, "steps": args.steps,
+                              "sampler": args.sampler, "cfg": args.cfg}
+    frames = -(-int(round(args.seconds * SAMPLE_RATE)) // HOP)
+    batch = 2 if args.cfg != 1.0 else 1
+
+    # 1. the model on the device, text encoder loaded (the daemon's worker does this once, not per request)
+    t0 = time.perf_counter()
+    model = load_model(args.model or "tiny")
+    if device.type == "cuda":
+        model.to(device)
+    model.encode_text(["warm-up"])
+    report["model_load_s"] = time.perf_counter() - t0
+    cfg = model.config
+    report["model"] = cfg.name
+    report["trained"] = bool(getattr(model, "trained", False))
+
+    # 2. raw baseline: bare U-Net forward of one guided step's batch
+    inputs = unet_inputs(cfg, frames, batch, device, next(model.unet.parameters()).dtype)
+    raw = time_unet(model.unet, inputs, device, args.repeats)
+    report["baseline_unet_forward_s"] = raw
+
+    # 3. the pipeline: 4 stems x seconds, steps, CFG
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    pipe = bench_pipeline(model, args.seconds, args.steps, args.sampler, args.cfg)
+    report.update({f"pipeline_{k}": v for k, v in pipe.items()})
+    report["pipeline_step_over_baseline"] = pipe["s_per_step"] / raw
+    report["peak_rss_mib"] = _peak_rss_mib()
+    if device.type == "cuda":
+        report["cuda_max_allocated_mib"] = torch.cuda.max_memory_allocated() / 2**20
+
+    # 4. GPU only: jen1-composer U-Net in bf16, achieved TFLOP/s vs the device peak
+    if device.type == "cuda" and not args.skip_large:
+        from engine.models.unet import OmniUNet1d
+
+        big_cfg = get_config("jen1-composer")
+        with torch.device(device):
+            big = OmniUNet1d(big_cfg).to(torch.bfloat16).eval()
+        big_frames = -(-int(round(big_cfg.segment_seconds * SAMPLE_RATE)) // HOP)
+        big_in = unet_inputs(big_cfg, big_frames, 2, device, torch.bfloat16)
+        torch.cuda.reset_peak_memory_stats()
+        t_big = time_unet(big, big_in, device, args.repeats)
+        flops = count_flops(big, big_in)
+        peak = device_peak_tflops(report["device"])
+        report["jen1_composer"] = {
+            "params": sum(p.numel() for p in big.parameters()), "seconds_audio": big_cfg.segment_seconds,
+            "batch": 2, "frames": big_frames, "s_per_guided_step": t_big, "gflop_per_step": flops / 1e9,
+            "achieved_tflops": flops / t_big / 1e12, "device_peak_tflops": peak,
+            "fraction_of_peak": (flops / t_big / 1e12 / peak) if peak else None,
+            "rtf_at_steps": big_cfg.segment_seconds / (t_big * args.steps),
+            "cuda_max_allocated_mib": torch.cuda.max_memory_allocated() / 2**20}
+
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"bench engine: model {report['model']} (trained={report['trained']}) on {report['device']}, "
+          f"{report['threads']} threads; 4 stems x {args.seconds:g} s, {args.steps} steps {args.sampler}, cfg {args.cfg:g}")
+    print(f"  {'':34s}{'pipeline':>14s}{'raw U-Net':>14s}{'ratio':>8s}")
+    print(f"  {'seconds per sampler step':34s}{pipe['s_per_step']:14.4f}{raw:14.4f}{pipe['s_per_step'] / raw:8.2f}")
+    print(f"  {'wall seconds (whole request)':34s}{pipe['wall_s']:14.2f}{raw * args.steps:14.2f}"
+          f"{pipe['wall_s'] / (raw * args.steps):8.2f}")
+    print(f"  {'real-time factor (audio s / wall s)':34s}{pipe['rtf']:14.3f}{args.seconds / (raw * args.steps):14.3f}")
+    print(f"  {'outside the sampler (s)':34s}{pipe['outside_sampler_s']:14.2f}")
+    print(f"  model load (once per process, not in the figures above): {report['model_load_s']:.1f} s")
+    print(f"  peak RSS {report['peak_rss_mib']:.0f} MiB" + (
+        f", CUDA max allocated {report['cuda_max_allocated_mib']:.0f} MiB" if "cuda_max_allocated_mib" in report else ""))
+    if "jen1_composer" in report:
+        j = report["jen1_composer"]
+        frac = f"{100 * j['fraction_of_peak']:.1f}% of {j['device_peak_tflops']:.0f}" if j["fraction_of_peak"] else "peak unknown"
+        print(f"  jen1-composer U-Net bf16 ({j['params'] / 1e6:.0f} M params, batch 2 x {j['frames']} frames): "
+              f"{j['s_per_guided_step']:.4f} s/step, {j['gflop_per_step']:.0f} GFLOP/step, "
+              f"{j['achieved_tflops']:.1f} TFLOP/s ({frac}), RTF at {args.steps} steps {j['rtf_at_steps']:.2f}, "
+              f"CUDA max allocated {j['cuda_max_allocated_mib']:.0f} MiB")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction, groups: dict[str, argparse._SubParsersAction]) -> None:
+    p = groups["bench"].add_parser("engine", help="sampler step time, real-time factor, peak memory")
+    p.add_argument("--model", default=None, help="config name or checkpoint (default: tiny)")
+    p.add_argument("--seconds", type=float, default=10.0, help="audio seconds per stem (default 10)")
+    p.add_argument("--steps", type=int, default=50, help="sampler steps (default 50)")
+    p.add_argument("--sampler", default="dpmpp-2m")
+    p.add_argument("--cfg", type=float, default=3.0)
+    p.add_argument("--repeats", type=int, default=5, help="timed repeats of the raw forward")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu"), help="auto uses CUDA when present")
+    p.add_argument("--skip-large", action="store_true", help="skip the jen1-composer GPU measurement")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.set_defaults(func=cmd_bench_engine)

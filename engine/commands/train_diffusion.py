@@ -1,0 +1,46 @@
+"""``stemforge train diffusion``: train the U-Net on frozen autoencoder latents (engine/train/diffusion.py)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def register(sub: Any, groups: dict[str, argparse._SubParsersAction]) -> None:
+    p = groups["train"].add_parser(
+        "diffusion", help="train the diffusion U-Net (JEN-1 multi-task + Composer curriculum)",
+        description="Encode the corpus once with the frozen autoencoder, then train the omnidirectional U-Net.")
+    p.add_argument("--data", required=True, help="training corpus: studio render folder or stem folders")
+    p.add_argument("--ae", required=True, metavar="AE_CHECKPOINT_OR_MODEL_DIR",
+                   help="autoencoder run folder (with whitening), autoencoder export, or model checkpoint directory")
+    p.add_argument("--config", default="tiny", help="model configuration of the U-Net (default tiny)")
+    p.add_argument("--steps", type=int, default=10_000)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--seconds", type=float, default=None, help="crop length (default: the config's segment)")
+    p.add_argument("--lr", type=float, default=2e-4, help="peak learning rate (linear warm-up, linear decay)")
+    p.add_argument("--warmup", type=int, default=200, help="warm-up steps")
+    p.add_argument("--ema-decay", type=float, default=0.999)
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
+    p.add_argument("--threads", type=int, default=2, help="CPU threads for torch (0 = torch default)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--ckpt-minutes", type=float, default=10.0, help="checkpoint every N minutes")
+    p.add_argument("--out", default="runs/diffusion_tiny", metavar="RUN_DIR",
+                   help="run folder (checkpoint.pt, latent cache, train.log)")
+    p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint.pt")
+    p.add_argument("--export", default=None, metavar="DIR", help="write the trained model checkpoint to DIR")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from engine.train.diffusion import DiffusionTrainOptions, train_diffusion
+
+    opts = DiffusionTrainOptions(
+        data=args.data, ae=args.ae, out=args.out, config=args.config, steps=args.steps, batch=args.batch,
+        seconds=args.seconds, lr=args.lr, warmup=args.warmup, ema_decay=args.ema_decay, device=args.device,
+        threads=args.threads, seed=args.seed, ckpt_minutes=args.ckpt_minutes, resume=args.resume,
+        export=args.export)
+    summary, digest = train_diffusion(opts)
+    print("final:", " ".join(f"{k}={v:.4g}" for k, v in sorted(summary.items())))
+    if digest:
+        print(f"exported {args.export} (hash {digest[:12]}, trained)")
+    return 0

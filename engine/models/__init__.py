@@ -1,0 +1,1 @@
+"""Neural network modules: audio autoencoder, latent whitening, omnidirectional U-Net."""

@@ -1,0 +1,221 @@
+"""Frame-rate audio autoencoder: 48 kHz stereo waveform <-> continuous latent at 150 Hz (hop 320).
+
+Design (JEN-1 section 4.1 contract, Vocos-style body so it trains on a CPU):
+
+    audio (B, 2, N)
+      -> pad to F*320 (F = ceil(N / 320)) + (n_fft - hop)/2 zeros each side
+      -> STFT n_fft, hop 320, Hann, "same" framing: exactly F frames, frame t centred on hop segment t
+      -> features per channel: log-magnitude and power-law compressed complex (|X|^0.3 e^{i phi}) (B, 6*K, F)
+      -> pointwise embed -> ConvNeXt-1D blocks at 150 Hz -> 1x1 projection -> tanh  = latent z (B, D, F)
+    z (B, D, F)
+      -> conv embed -> ConvNeXt-1D blocks -> linear head: log-magnitude and phase per channel and bin
+      -> complex spectrum -> inverse STFT (overlap-add, window-envelope normalised, same framing)
+      -> (B, 2, F*320) -> trimmed to the requested length.
+
+The latent is bounded in (-1, 1) by tanh so whitening and diffusion see a well-scaled space.
+Training-time latent masking (JEN-1: p = 5% of latent frames) zeroes whole frames before the decoder.
+K = n_fft // 2 + 1 frequency bins.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from engine.config import AutoencoderConfig
+from protocol.errors import ConfigMismatch, InvalidAudio
+
+MAX_LOG_MAG = 8.0  # exp(8) ~ 3e3: above any full-scale bin magnitude of a 1280-point Hann STFT (~320)
+MIN_LOG_MAG = math.log(1e-5)  # -100 dB in power: the floor of the log-spectral distance
+
+
+class SameSTFT(nn.Module):
+    """STFT / inverse STFT pair with "same" framing: F = L / hop frames for a signal of length L (multiple of hop).
+
+    The signal is zero-padded by ``(n_fft - hop) / 2`` on both sides and framed without centring, so frame ``t``
+    covers samples ``[t*hop - pad, t*hop - pad + n_fft)``. :meth:`inverse` is the exact inverse of :meth:`forward`
+    (overlap-add divided by the summed squared window), so ``inverse(forward(x)) == x`` up to float error.
+    """
+
+    def __init__(self, n_fft: int, hop: int) -> None:
+        super().__init__()
+        if (n_fft - hop) % 2 or n_fft < hop:
+            raise ConfigMismatch(f"n_fft {n_fft} - hop {hop} must be even and >= 0")
+        self.n_fft = n_fft
+        self.hop = hop
+        self.pad = (n_fft - hop) // 2
+        self.register_buffer("window", torch.hann_window(n_fft, periodic=True), persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x: (B, L) with L % hop == 0 -> complex (B, n_fft // 2 + 1, L // hop)."""
+        x = F.pad(x, (self.pad, self.pad))
+        return torch.stft(x, self.n_fft, self.hop, window=self.window, center=False, return_complex=True)
+
+    def inverse(self, spec: Tensor) -> Tensor:
+        """spec: complex (B, n_fft // 2 + 1, F) -> (B, F * hop)."""
+        n_frames = spec.shape[-1]
+        frames = torch.fft.irfft(spec, n=self.n_fft, dim=1) * self.window[None, :, None]  # (B, n_fft, F)
+        total = (n_frames - 1) * self.hop + self.n_fft
+        y = F.fold(frames, output_size=(1, total), kernel_size=(1, self.n_fft), stride=(1, self.hop))  # (B,1,1,T)
+        wsq = (self.window**2)[None, :, None].expand(1, -1, n_frames)
+        env = F.fold(wsq, output_size=(1, total), kernel_size=(1, self.n_fft), stride=(1, self.hop))  # (1,1,1,T)
+        sl = slice(self.pad, self.pad + n_frames * self.hop)
+        return y[:, 0, 0, sl] / env[:, 0, 0, sl].clamp_min(1e-8)
+
+
+class ConvNeXtBlock(nn.Module):
+    """Depthwise conv (k) -> LayerNorm -> Linear(h, 3h) -> GELU -> Linear(3h, h) -> layer scale, residual.
+
+    x: (B, h, F) -> (B, h, F)
+    """
+
+    def __init__(self, dim: int, kernel_size: int, layer_scale: float) -> None:
+        super().__init__()
+        self.dwconv = nn.Conv1d(dim, dim, kernel_size, padding=kernel_size // 2, groups=dim)
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.pw1 = nn.Linear(dim, 3 * dim)
+        self.pw2 = nn.Linear(3 * dim, dim)
+        self.gamma = nn.Parameter(torch.full((dim,), layer_scale))
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.dwconv(x).transpose(1, 2)  # (B, F, h)
+        h = self.pw2(F.gelu(self.pw1(self.norm(h))))
+        return x + (self.gamma * h).transpose(1, 2)
+
+
+class ChannelNorm(nn.Module):
+    """LayerNorm over channels of a (B, C, F) tensor."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.norm(x.transpose(1, 2)).transpose(1, 2)
+
+
+def mask_latent_frames(z: Tensor, prob: float, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    """Zero ``prob`` of the latent frames of each item (JEN-1 noise-robust masking).
+
+    z: (B, D, F). Per item, ``floor(prob * F + u)`` frames (u ~ U(0, 1), so the expected share is exactly ``prob``)
+    are chosen at random without replacement. Returns (masked z, mask (B, F) bool, True = masked).
+    """
+    if not 0.0 <= prob < 1.0:
+        raise ConfigMismatch(f"latent mask probability must be in [0, 1), got {prob}")
+    b, _, n = z.shape
+    if prob == 0.0:
+        return z, torch.zeros(b, n, dtype=torch.bool, device=z.device)
+    u = torch.rand(b, generator=generator)
+    counts = torch.floor(prob * n + u).long().clamp(max=n)  # (B,)
+    ranks = torch.rand(b, n, generator=generator).argsort(dim=1).argsort(dim=1)  # random permutation ranks
+    mask = (ranks < counts[:, None]).to(z.device)  # (B, F)
+    return z.masked_fill(mask[:, None, :], 0.0), mask
+
+
+class AudioAutoencoder(nn.Module):
+    """48 kHz stereo autoencoder with a ``latent_dim``-channel latent at ``sample_rate / hop`` frames per second."""
+
+    def __init__(self, cfg: AutoencoderConfig) -> None:
+        super().__init__()
+        if cfg.n_fft < cfg.hop or (cfg.n_fft - cfg.hop) % 2:
+            raise ConfigMismatch(f"autoencoder n_fft {cfg.n_fft} must be >= hop {cfg.hop} with even difference")
+        self.cfg = cfg
+        self.hop = cfg.hop
+        self.latent_dim = cfg.latent_dim
+        self.channels = cfg.audio_channels
+        self.bins = cfg.n_fft // 2 + 1
+        c, k, h = cfg.audio_channels, self.bins, cfg.hidden
+        self.stft = SameSTFT(cfg.n_fft, cfg.hop)
+        # encoder
+        self.enc_in = nn.Conv1d(3 * c * k, h, 1)
+        self.enc_norm = ChannelNorm(h)
+        self.enc_blocks = nn.ModuleList(
+            ConvNeXtBlock(h, cfg.kernel_size, 1.0 / max(1, cfg.encoder_depth)) for _ in range(cfg.encoder_depth))
+        self.enc_out_norm = ChannelNorm(h)
+        self.to_latent = nn.Conv1d(h, cfg.latent_dim, 1)
+        # decoder
+        self.dec_in = nn.Conv1d(cfg.latent_dim, h, cfg.kernel_size, padding=cfg.kernel_size // 2)
+        self.dec_norm = ChannelNorm(h)
+        self.dec_blocks = nn.ModuleList(
+            ConvNeXtBlock(h, cfg.kernel_size, 1.0 / max(1, cfg.decoder_depth)) for _ in range(cfg.decoder_depth))
+        self.dec_out_norm = ChannelNorm(h)
+        self.head = nn.Conv1d(h, 2 * c * k, 1)  # per channel: K log-magnitudes, K phases
+        with torch.no_grad():  # start quiet: log-magnitude bias well below the signal, phases random-ish
+            self.head.bias[: c * k].fill_(-4.0)
+
+    # ---- helpers ------------------------------------------------------------------------------------
+    def num_frames(self, length: int) -> int:
+        return max(1, math.ceil(length / self.hop))
+
+    def _check_audio(self, audio: Tensor) -> None:
+        if audio.dim() != 3 or audio.shape[1] != self.channels:
+            raise InvalidAudio(f"autoencoder expects audio (B, {self.channels}, N), got {tuple(audio.shape)}")
+        if audio.shape[-1] < 1:
+            raise InvalidAudio("autoencoder got empty audio (0 samples)")
+
+    def features(self, audio: Tensor) -> Tensor:
+        """audio (B, C, N) -> STFT features (B, 3*C*K, F), F = ceil(N / hop)."""
+        b, c, n = audio.shape
+        frames = self.num_frames(n)
+        x = F.pad(audio, (0, frames * self.hop - n)).reshape(b * c, frames * self.hop)
+        spec = self.stft(x)  # (B*C, K, F) complex
+        mag = spec.abs()
+        logmag = torch.log(mag.clamp_min(1e-5))
+        comp = spec * (mag.clamp_min(1e-5) ** -0.7)  # |X|^0.3 e^{i phi}
+        feats = torch.cat([logmag * 0.25, comp.real, comp.imag], dim=1)  # (B*C, 3K, F)
+        return feats.reshape(b, c * 3 * self.bins, frames)
+
+    @torch.no_grad()
+    def init_output_bias(self, audio: Tensor) -> None:
+        """Set the head's log-magnitude bias to the per-bin median log-magnitude of ``audio`` (B, C, N).
+
+        A data-driven start: quiet bins (often at the -100 dB floor in stems) begin near their level instead
+        of having to be learned, which the log-spectral distance weighs heavily.
+        """
+        self._check_audio(audio)
+        b, c, n = audio.shape
+        frames = self.num_frames(n)
+        x = F.pad(audio, (0, frames * self.hop - n)).reshape(b * c, frames * self.hop)
+        logmag = torch.log(self.stft(x).abs().clamp_min(1e-5))  # (B*C, K, F)
+        med = logmag.transpose(0, 1).reshape(self.bins, -1).median(dim=1).values  # (K,)
+        self.head.bias[: self.channels * self.bins].copy_(med.repeat(self.channels).clamp(MIN_LOG_MAG, MAX_LOG_MAG))
+
+    # ---- contract -----------------------------------------------------------------------------------
+    def encode(self, audio: Tensor) -> Tensor:
+        """audio (B, 2, N) -> latent (B, latent_dim, ceil(N / 320)), values in (-1, 1)."""
+        self._check_audio(audio)
+        h = self.enc_norm(self.enc_in(self.features(audio)))  # (B, h, F)
+        for blk in self.enc_blocks:
+            h = blk(h)
+        return torch.tanh(self.to_latent(self.enc_out_norm(h)))  # (B, D, F)
+
+    def decode(self, z: Tensor, length: int) -> Tensor:
+        """latent (B, latent_dim, F) -> audio (B, 2, length); the F*320 samples are trimmed or zero-padded."""
+        if z.dim() != 3 or z.shape[1] != self.latent_dim:
+            raise ConfigMismatch(f"decoder expects latent (B, {self.latent_dim}, F), got {tuple(z.shape)}")
+        if length < 1:
+            raise InvalidAudio(f"decode length must be >= 1 sample, got {length}")
+        b, _, frames = z.shape
+        h = self.dec_norm(self.dec_in(z))
+        for blk in self.dec_blocks:
+            h = blk(h)
+        out = self.head(self.dec_out_norm(h))  # (B, 2*C*K, F)
+        ck = self.channels * self.bins
+        logmag = out[:, :ck].clamp(MIN_LOG_MAG - 4.0, MAX_LOG_MAG)  # below the floor is allowed (silence)
+        phase = out[:, ck:]
+        spec = torch.polar(torch.exp(logmag), phase)  # (B, C*K, F) complex
+        wav = self.stft.inverse(spec.reshape(b * self.channels, self.bins, frames))  # (B*C, F*hop)
+        wav = wav.reshape(b, self.channels, frames * self.hop)
+        if wav.shape[-1] >= length:
+            return wav[..., :length]
+        return F.pad(wav, (0, length - wav.shape[-1]))
+
+    def forward(self, audio: Tensor, mask_prob: float = 0.0,
+                generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        """audio (B, 2, N) -> (reconstruction (B, 2, N), latent (B, D, F) before masking)."""
+        z = self.encode(audio)
+        zm, _ = mask_latent_frames(z, mask_prob, generator) if mask_prob > 0 else (z, None)
+        return self.decode(zm, audio.shape[-1]), z

@@ -1,0 +1,173 @@
+"""The omnidirectional 1D U-Net of JEN-1 (section 4.2) with JEN-1 Composer's multi-track I/O (section 4.1).
+
+Input channels per frame: ``k*D`` noisy stem latents, then per stem ``D`` masked-audio latent channels
+and ``1`` mask channel (JEN-1 in-context inpainting / continuation). One timestep per stem (Composer
+4.1.2): each ``t_i`` gets a sinusoidal embedding and a shared MLP; the k embeddings are concatenated and
+projected to ``time_embed_dim``, which drives every residual block through a FiLM scale-shift.
+
+``causal=True`` switches every convolution to left-only padding and the self-attention to a triangular
+mask; the weights are the same in both modes.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from engine.config import ModelConfig
+from engine.models.attention import TransformerBlock1d
+from engine.models.blocks import Downsample, FrameGroupNorm, OmniConv1d, ResBlock1d, Upsample
+from protocol.errors import ConfigMismatch
+
+
+def sinusoidal_embedding(t: Tensor, dim: int, max_period: float = 10_000.0) -> Tensor:
+    """t: (...,) float timesteps -> (..., dim) [cos | sin] features (DDPM / transformer style)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+    args = t.float()[..., None] * freqs  # (..., half)
+    emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+    if dim % 2:
+        emb = F.pad(emb, (0, 1))
+    return emb
+
+
+class TrackTimestepEmbedding(nn.Module):
+    """Per-track timesteps t: (B, k) -> (B, time_embed_dim).
+
+    sinusoid(t_i) -> shared MLP (freq_dim -> E -> E) per track -> concat over k -> Linear(k*E -> E).
+    """
+
+    def __init__(self, num_tracks: int, time_embed_dim: int, freq_dim: int = 128) -> None:
+        super().__init__()
+        self.num_tracks = num_tracks
+        self.freq_dim = freq_dim
+        self.track_mlp = nn.Sequential(
+            nn.Linear(freq_dim, time_embed_dim), nn.SiLU(), nn.Linear(time_embed_dim, time_embed_dim)
+        )
+        self.combine = nn.Linear(num_tracks * time_embed_dim, time_embed_dim)
+
+    def forward(self, t: Tensor) -> Tensor:
+        emb = self.track_mlp(sinusoidal_embedding(t, self.freq_dim).to(self.combine.weight.dtype))  # (B, k, E)
+        return self.combine(emb.flatten(1))  # (B, E)
+
+
+class NoAttention(nn.Module):
+    """Stands in for a TransformerBlock1d at levels without attention: returns x unchanged."""
+
+    def forward(self, x: Tensor, context: Tensor, mask: Tensor, causal: bool) -> Tensor:
+        return x
+
+
+class OmniUNet1d(nn.Module):
+    """eps = unet(x, t, text, text_mask, causal); see docs/architecture.md for the contract.
+
+    x: (B, cfg.unet_in_channels, F), t: (B, k), text: (B, L, cfg.text.hidden_size), text_mask: (B, L) bool
+    -> (B, cfg.unet_out_channels, F). Any F >= 1: padded on the right to a multiple of the stride, then trimmed.
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        u = cfg.unet
+        if len(u.attention_levels) != len(u.channels):
+            raise ConfigMismatch("unet.attention_levels must have one entry per unet.channels level")
+        self.cfg = cfg
+        self.in_channels = cfg.unet_in_channels
+        self.out_channels = cfg.unet_out_channels
+        self.num_tracks = cfg.num_stems
+        self.text_dim = cfg.text.hidden_size
+        self.stride = 2 ** (len(u.channels) - 1)
+        ch, ks, temb, ctx = u.channels, u.kernel_size, u.time_embed_dim, u.cross_attention_dim
+
+        self.time_embed = TrackTimestepEmbedding(cfg.num_stems, temb)
+        self.text_proj = nn.Linear(cfg.text.hidden_size, ctx)  # text states -> cross-attention width
+        self.in_conv = OmniConv1d(self.in_channels, ch[0], ks)
+
+        def attn(c: int, on: bool) -> nn.Module:
+            return TransformerBlock1d(c, ctx, u.heads, dropout=u.dropout) if on else NoAttention()
+
+        self.down_res = nn.ModuleList()
+        self.down_attn = nn.ModuleList()
+        self.down_sample = nn.ModuleList()
+        prev = ch[0]
+        for i, (c, use_attn) in enumerate(zip(ch, u.attention_levels)):
+            self.down_res.append(nn.ModuleList(
+                [ResBlock1d(prev if j == 0 else c, c, temb, ks, u.dropout) for j in range(u.blocks_per_level)]))
+            self.down_attn.append(nn.ModuleList([attn(c, use_attn) for _ in range(u.blocks_per_level)]))
+            if i < len(ch) - 1:
+                self.down_sample.append(Downsample(c, c))
+            prev = c
+
+        self.mid_res1 = ResBlock1d(ch[-1], ch[-1], temb, ks, u.dropout)
+        self.mid_attn = attn(ch[-1], u.attention_levels[-1])
+        self.mid_res2 = ResBlock1d(ch[-1], ch[-1], temb, ks, u.dropout)
+
+        self.up_res = nn.ModuleList()
+        self.up_attn = nn.ModuleList()
+        self.up_sample = nn.ModuleList()
+        for i in reversed(range(len(ch))):
+            c = ch[i]
+            self.up_res.append(nn.ModuleList([ResBlock1d(2 * c, c, temb, ks, u.dropout) for _ in range(u.blocks_per_level)]))
+            self.up_attn.append(nn.ModuleList([attn(c, u.attention_levels[i]) for _ in range(u.blocks_per_level)]))
+            if i > 0:
+                self.up_sample.append(Upsample(c, ch[i - 1], kernel_size=ks))
+
+        self.out_norm = FrameGroupNorm(ch[0])
+        self.out_conv = OmniConv1d(ch[0], self.out_channels, ks)
+
+    # ---- helpers -----------------------------------------------------------------------------
+    def _check(self, x: Tensor, t: Tensor | float, text: Tensor, text_mask: Tensor | None) -> tuple[Tensor, Tensor]:
+        if x.ndim != 3 or x.shape[1] != self.in_channels or x.shape[-1] < 1:
+            raise ConfigMismatch(f"U-Net input must be (B, {self.in_channels}, F>=1), got {tuple(x.shape)}")
+        b = x.shape[0]
+        t = torch.as_tensor(t, device=x.device, dtype=torch.float32)
+        if t.ndim == 0:
+            t = t.expand(b, self.num_tracks)
+        elif t.ndim == 1 and t.shape[0] == b:
+            t = t[:, None].expand(b, self.num_tracks)
+        if t.shape != (b, self.num_tracks):
+            raise ConfigMismatch(f"timesteps must be (B, {self.num_tracks}) = ({b}, {self.num_tracks}), got {tuple(t.shape)}")
+        if text.ndim != 3 or text.shape[0] != b or text.shape[-1] != self.text_dim:
+            raise ConfigMismatch(f"text states must be ({b}, L, {self.text_dim}), got {tuple(text.shape)}")
+        if text_mask is None:
+            text_mask = torch.ones(text.shape[:2], dtype=torch.bool, device=text.device)
+        if tuple(text_mask.shape) != tuple(text.shape[:2]):
+            raise ConfigMismatch(f"text mask must be {tuple(text.shape[:2])}, got {tuple(text_mask.shape)}")
+        return t, text_mask.bool()
+
+    # ---- forward -----------------------------------------------------------------------------
+    def forward(self, x: Tensor, t: Tensor | float, text: Tensor, text_mask: Tensor | None = None,
+                causal: bool = False) -> Tensor:
+        t, text_mask = self._check(x, t, text, text_mask)
+        frames = x.shape[-1]
+        pad = (-frames) % self.stride
+        if pad:  # right padding only: in causal mode later frames never reach earlier ones
+            x = F.pad(x, (0, pad))
+        temb = self.time_embed(t)  # (B, E)
+        ctx = self.text_proj(text.to(self.text_proj.weight.dtype))  # (B, L, cross_attention_dim)
+
+        h = self.in_conv(x, causal)  # (B, ch0, F')
+        skips: list[Tensor] = []
+        for i, (res_blocks, attn_blocks) in enumerate(zip(self.down_res, self.down_attn)):
+            for res, attn in zip(res_blocks, attn_blocks):
+                h = res(h, temb, causal)
+                h = attn(h, ctx, text_mask, causal)
+                skips.append(h)
+            if i < len(self.down_sample):
+                h = self.down_sample[i](h, causal)  # (B, c, F'/2^(i+1))
+
+        h = self.mid_res1(h, temb, causal)
+        h = self.mid_attn(h, ctx, text_mask, causal)
+        h = self.mid_res2(h, temb, causal)
+
+        for i, (res_blocks, attn_blocks) in enumerate(zip(self.up_res, self.up_attn)):
+            for res, attn in zip(res_blocks, attn_blocks):
+                h = res(torch.cat([h, skips.pop()], dim=1), temb, causal)
+                h = attn(h, ctx, text_mask, causal)
+            if i < len(self.up_sample):
+                h = self.up_sample[i](h, causal)
+
+        eps = self.out_conv(F.silu(self.out_norm(h)), causal)  # (B, k*D, F')
+        return eps[..., :frames]

@@ -1,0 +1,425 @@
+"""Training of the audio autoencoder (JEN-1 section 4.1) and the export of its EMA weights.
+
+Recipe: random crops of stems (bass, drums, instrument, melody) and mixes; reconstruction losses on the final
+waveform (multi-resolution STFT log-power L1 + spectral convergence + smooth log-spectral distance, and waveform
+L1); 5% latent-frame masking before the decoder; a small L2 penalty on the (tanh-bounded) latent; AdamW with
+gradient clipping; EMA weights used for evaluation and export; atomic resumable checkpoints every few minutes;
+a periodic held-out evaluation (log-spectral distance, SI-SDR, MR-STFT distance with the EMA weights).
+
+Export: ``python -m engine.train.autoencoder export RUN_DIR OUT_DIR`` writes ``autoencoder.safetensors``
+(EMA weights), ``autoencoder.json`` (its AutoencoderConfig), ``config.json`` (a ModelConfig, only when OUT_DIR has
+none) and ``whitening.safetensors`` when ``stemforge train whitening`` has stored one in RUN_DIR.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import math
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from engine.audio import load_audio
+from engine.config import SAMPLE_RATE, AutoencoderConfig, get_config
+from engine.models.autoencoder import AudioAutoencoder
+from engine.models.losses import MultiResolutionSTFTLoss, log_spectral_distance, si_sdr, waveform_l1
+from engine.train.common import (CHECKPOINT_NAME, EMA, CheckpointTimer, Progress, load_checkpoint,
+                                 resolve_device, save_checkpoint, seed_everything, set_threads, setup_run_logging)
+from protocol.errors import CheckpointNotFound, InvalidArgument, InvalidAudio
+
+log = logging.getLogger(__name__)
+
+ROLES = ("bass", "drums", "instrument", "melody", "mix")
+AE_WEIGHTS = "autoencoder.safetensors"
+AE_CONFIG = "autoencoder.json"
+WHITENING = "whitening.safetensors"
+
+
+# ---- data -------------------------------------------------------------------------------------------
+class CropSampler:
+    """Random fixed-length crops from a folder tree of WAV/FLAC files named by role (``bass.wav``, ``mix.wav``...).
+
+    Files at 48 kHz are read partially (soundfile seek); others are loaded whole once, resampled and cached.
+    A near-silent crop (RMS < 1e-4) is redrawn up to 3 times, so silence stays in the data but rarely.
+    """
+
+    def __init__(self, root: str | Path, roles: tuple[str, ...] = ROLES) -> None:
+        self.root = Path(root)
+        self.roles = roles
+        if not self.root.is_dir():
+            raise InvalidArgument(f"--data {self.root}: not a folder")
+        self.files: list[Path] = []
+        self.frames: list[int] = []
+        self.rates: list[int] = []
+        self._cache: dict[int, np.ndarray] = {}
+        self.refresh()
+        if not self.files:
+            raise InvalidArgument(f"--data {self.root}: no audio files named {'/'.join(roles)} (.wav/.flac) found")
+
+    def refresh(self) -> int:
+        """Pick up files added since the last scan (a corpus still being rendered); returns how many were added.
+
+        Hidden folders (``.tmp-*`` renders in progress) are skipped.
+        """
+        known = set(self.files)
+        added = 0
+        for path in sorted(self.root.rglob("*")):
+            if path in known or path.suffix.lower() not in (".wav", ".flac") or path.stem not in self.roles:
+                continue
+            if any(part.startswith(".") for part in path.relative_to(self.root).parts):
+                continue
+            try:
+                info = sf.info(str(path))
+            except Exception:  # being written
+                continue
+            if info.frames > 0:
+                self.files.append(path)
+                self.frames.append(int(round(info.frames * SAMPLE_RATE / info.samplerate)))
+                self.rates.append(int(info.samplerate))
+                added += 1
+        return added
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def read(self, index: int, start: int, length: int) -> np.ndarray:
+        """Samples [start, start + length) of file ``index`` as float32 (2, length), zero-padded past the end."""
+        if self.rates[index] == SAMPLE_RATE:
+            data, _ = sf.read(str(self.files[index]), start=start, stop=start + length, dtype="float32",
+                              always_2d=True)  # (n, C)
+            audio = data.T
+            if audio.shape[0] == 1:
+                audio = np.repeat(audio, 2, axis=0)
+            audio = audio[:2]
+        else:
+            if index not in self._cache:
+                self._cache[index] = load_audio(self.files[index])
+            audio = self._cache[index][:, start:start + length]
+        if audio.shape[1] < length:
+            audio = np.pad(audio, ((0, 0), (0, length - audio.shape[1])))
+        return np.ascontiguousarray(audio, dtype=np.float32)
+
+    def sample(self, batch: int, length: int, rng: np.random.Generator) -> torch.Tensor:
+        """(batch, 2, length) random crops; channels swapped at random (augmentation)."""
+        out = np.zeros((batch, 2, length), dtype=np.float32)
+        for b in range(batch):
+            for _attempt in range(4):
+                i = int(rng.integers(len(self.files)))
+                start = int(rng.integers(max(1, self.frames[i] - length + 1)))
+                crop = self.read(i, start, length)
+                if float(np.sqrt(np.mean(crop**2))) >= 1e-4:
+                    break
+            out[b] = crop[::-1] if rng.random() < 0.5 else crop
+        return torch.from_numpy(out)
+
+    def fixed_clips(self, n: int, length: int, seed: int = 1234) -> torch.Tensor:
+        """n deterministic crops (same every call): the held-out evaluation set. (n, 2, length)."""
+        rng = np.random.default_rng(seed)
+        order = rng.permutation(len(self.files))
+        clips = []
+        for k in range(n):
+            i = int(order[k % len(order)])
+            start = int(rng.integers(max(1, self.frames[i] - length + 1)))
+            clips.append(self.read(i, start, length))
+        return torch.from_numpy(np.stack(clips))
+
+
+# ---- recipe -----------------------------------------------------------------------------------------
+@dataclass
+class TrainOptions:
+    data: str
+    out: str = "runs/ae_tiny"
+    config: str = "tiny"
+    steps: int = 2000
+    batch: int = 6
+    seconds: float = 0.5
+    lr: float = 1e-3
+    warmup: int = 100
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    ema_decay: float = 0.995
+    wave_weight: float = 1.0
+    lsd_weight: float = 1.0
+    latent_l2: float = 1e-3
+    mask_prob: float | None = None  # None -> cfg.latent_mask_prob (5%)
+    device: str = "auto"
+    threads: int = 2
+    seed: int = 0
+    ckpt_minutes: float = 5.0
+    eval_minutes: float = 5.0
+    eval_clips: int = 6
+    eval_seconds: float = 3.0
+    heldout: str | None = None
+    resume: bool = False
+    log_every: int = 10
+
+
+class AutoencoderTrainer:
+    """Holds model, EMA, optimizer and data; :meth:`step` does one update, :meth:`run` the loop."""
+
+    def __init__(self, opts: TrainOptions, cfg: AutoencoderConfig | None = None) -> None:
+        if opts.batch < 1 or opts.seconds <= 0 or opts.steps < 0:
+            raise InvalidArgument("--batch must be >= 1, --seconds > 0 and --steps >= 0")
+        self.opts = opts
+        self.device = resolve_device(opts.device)
+        set_threads(opts.threads)
+        self.generator = seed_everything(opts.seed)
+        self.rng = np.random.default_rng(opts.seed)
+        self.cfg = cfg or get_config(opts.config).autoencoder
+        self.model = AudioAutoencoder(self.cfg).to(self.device)
+        self.ema = EMA(self.model, opts.ema_decay)
+        decay, no_decay = [], []
+        for name, p in self.model.named_parameters():
+            (no_decay if p.dim() < 2 or name.endswith("gamma") else decay).append(p)
+        self.optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": opts.weight_decay},
+                                            {"params": no_decay, "weight_decay": 0.0}],
+                                           lr=opts.lr, betas=(0.8, 0.99))
+        self.stft_loss = MultiResolutionSTFTLoss(lsd_weight=opts.lsd_weight).to(self.device)
+        self.mask_prob = self.cfg.latent_mask_prob if opts.mask_prob is None else opts.mask_prob
+        self.step_count = 0
+        self.run_dir = Path(opts.out)
+        self.data = CropSampler(opts.data) if opts.data else None
+        self.length = int(round(opts.seconds * SAMPLE_RATE))
+
+    # ---- state ----------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"step": self.step_count, "model": self.model.state_dict(), "ema": self.ema.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "autoencoder_config": dataclasses.asdict(self.cfg),
+                "options": dataclasses.asdict(self.opts), "rng": self.rng.bit_generator.state,
+                "torch_rng": torch.get_rng_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        saved = AutoencoderConfig(**state["autoencoder_config"])
+        if saved != self.cfg:
+            raise InvalidArgument(f"checkpoint was trained with {saved}, not {self.cfg}")
+        self.model.load_state_dict(state["model"])
+        self.ema.load_state_dict(state["ema"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step_count = int(state["step"])
+        if "rng" in state:
+            self.rng.bit_generator.state = state["rng"]
+        if "torch_rng" in state:
+            torch.set_rng_state(state["torch_rng"])
+
+    def save(self) -> Path:
+        path = save_checkpoint(self.run_dir / CHECKPOINT_NAME, self.state_dict())
+        log.info("checkpoint saved at step %d -> %s", self.step_count, path)
+        return path
+
+    # ---- training ---------------------------------------------------------------------------------------
+    def lr_at(self, step: int) -> float:
+        return self.opts.lr * min(1.0, (step + 1) / max(1, self.opts.warmup))
+
+    def losses(self, audio: torch.Tensor) -> dict[str, torch.Tensor]:
+        """audio (B, 2, N) -> loss terms; ``total`` is optimised."""
+        recon, z = self.model(audio, mask_prob=self.mask_prob, generator=self.generator)
+        terms = self.stft_loss(recon, audio)
+        wave = waveform_l1(recon, audio)
+        lat = z.square().mean()
+        terms["wave_l1"] = wave
+        terms["latent_l2"] = lat
+        terms["total"] = terms["loss"] + self.opts.wave_weight * wave + self.opts.latent_l2 * lat
+        return terms
+
+    def step(self, audio: torch.Tensor) -> dict[str, float]:
+        """One optimizer step on a batch (B, 2, N). Returns float loss terms."""
+        self.model.train()
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr_at(self.step_count)
+        terms = self.losses(audio.to(self.device))
+        self.optimizer.zero_grad(set_to_none=True)
+        terms["total"].backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.opts.grad_clip)
+        self.optimizer.step()
+        self.ema.update(self.model)
+        self.step_count += 1
+        out = {k: float(v.detach()) for k, v in terms.items() if k != "loss"}
+        out["grad_norm"] = float(gnorm)
+        return out
+
+    @torch.no_grad()
+    def evaluate(self, clips: torch.Tensor, batch: int = 4) -> dict[str, float]:
+        """EMA-weight reconstruction metrics over clips (n, 2, N): LSD (dB), SI-SDR (dB), MR-STFT distance."""
+        metrics = {"lsd_db": 0.0, "si_sdr_db": 0.0, "stft_distance": 0.0}
+        with self.ema.swap_into(self.model) as model:
+            model.eval()
+            n = clips.shape[0]
+            for i in range(0, n, batch):
+                x = clips[i:i + batch].to(self.device)
+                y = model.decode(model.encode(x), x.shape[-1])
+                w = x.shape[0] / n
+                metrics["lsd_db"] += w * float(log_spectral_distance(y, x))
+                metrics["si_sdr_db"] += w * float(si_sdr(y, x))
+                metrics["stft_distance"] += w * float(MultiResolutionSTFTLoss().to(self.device)(y, x)["loss"])
+        return metrics
+
+    def run(self) -> dict[str, float]:
+        opts = self.opts
+        if self.data is None:
+            raise InvalidArgument("no training data given (--data)")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        handler = setup_run_logging(self.run_dir)
+        try:
+            return self._loop()
+        finally:
+            logging.getLogger("engine").removeHandler(handler)
+            handler.close()
+
+    def _heldout_clips(self) -> tuple[torch.Tensor, bool]:
+        """(fixed evaluation clips (n, 2, N), whether they come from a held-out folder).
+
+        The folder is ``--heldout`` or DATA/../heldout; while it is missing or empty (still being rendered),
+        training crops stand in and the folder is looked for again at the next evaluation.
+        """
+        opts = self.opts
+        root = Path(opts.heldout) if opts.heldout else Path(opts.data).parent / "heldout"
+        length = int(round(opts.eval_seconds * SAMPLE_RATE))
+        if root.is_dir() and root.resolve() != Path(opts.data).resolve():
+            try:
+                sampler = CropSampler(root)
+                log.info("held-out evaluation on %d clips from %s (%d files)", opts.eval_clips, root, len(sampler))
+                return sampler.fixed_clips(opts.eval_clips, length), True
+            except InvalidArgument:
+                pass
+        log.warning("no held-out audio in %s yet; evaluating on fixed training crops", root)
+        assert self.data is not None
+        return self.data.fixed_clips(opts.eval_clips, length), False
+
+    def _loop(self) -> dict[str, float]:
+        opts = self.opts
+        ckpt = self.run_dir / CHECKPOINT_NAME
+        if opts.resume:
+            if not ckpt.is_file():
+                raise CheckpointNotFound(f"--resume: no checkpoint at {ckpt}", path=str(ckpt))
+            self.load_state_dict(load_checkpoint(ckpt, self.device))
+            log.info("resumed from %s at step %d", ckpt, self.step_count)
+        elif self.step_count == 0:
+            self.model.init_output_bias(self.data.sample(16, self.length, np.random.default_rng(opts.seed + 1)))
+            self.ema = EMA(self.model, opts.ema_decay)
+        params = sum(p.numel() for p in self.model.parameters())
+        log.info("autoencoder %.2fM params (%.1f MB fp32), %d files, batch %d x %.2f s, device %s, %d threads",
+                 params / 1e6, params * 4 / 2**20, len(self.data), opts.batch, opts.seconds, self.device,
+                 torch.get_num_threads())
+        (self.run_dir / AE_CONFIG).write_text(json.dumps(dataclasses.asdict(self.cfg), indent=2))
+        clips, from_heldout = self._heldout_clips()
+        ckpt_timer, eval_timer = CheckpointTimer(opts.ckpt_minutes * 60), CheckpointTimer(opts.eval_minutes * 60)
+        progress = Progress(opts.steps, initial=self.step_count, desc="autoencoder", log_every=opts.log_every,
+                            logger=log)
+        last: dict[str, float] = {}
+        t0 = time.monotonic()
+        try:
+            while self.step_count < opts.steps:
+                audio = self.data.sample(opts.batch, self.length, self.rng)
+                last = self.step(audio)
+                if not math.isfinite(last["total"]):
+                    raise InvalidArgument(f"loss became {last['total']} at step {self.step_count}; lower --lr")
+                progress.update(1, loss=last["total"], lsd=last["lsd_db"], wave=last["wave_l1"])
+                if eval_timer.due():
+                    if not from_heldout:
+                        clips, from_heldout = self._heldout_clips()
+                    self._log_eval(clips, time.monotonic() - t0)
+                    eval_timer.mark()
+                if ckpt_timer.due():
+                    self.save()
+                    added = self.data.refresh()
+                    if added:
+                        log.info("picked up %d new training files (%d in all)", added, len(self.data))
+                    ckpt_timer.mark()
+        finally:
+            progress.close()
+        self.save()
+        if clips is not None:
+            last.update({f"eval_{k}": v for k, v in self._log_eval(clips, time.monotonic() - t0).items()})
+        return last
+
+    def _log_eval(self, clips: torch.Tensor, elapsed: float) -> dict[str, float]:
+        t = time.monotonic()
+        metrics = self.evaluate(clips)
+        metrics["eval_s"] = round(time.monotonic() - t, 1)
+        log.info("eval step %d: LSD %.2f dB, SI-SDR %.2f dB, MR-STFT %.3f (EMA, %d held-out clips)",
+                 self.step_count, metrics["lsd_db"], metrics["si_sdr_db"], metrics["stft_distance"],
+                 clips.shape[0])
+        record = {"step": self.step_count, "elapsed_s": round(elapsed, 1), **metrics}
+        with open(self.run_dir / "eval.jsonl", "a") as fh:
+            fh.write(json.dumps(record) + "\n")
+        return metrics
+
+
+# ---- export -------------------------------------------------------------------------------------------
+def load_trained(run_dir: str | Path, ema: bool = True) -> AudioAutoencoder:
+    """The autoencoder of a run folder (EMA weights by default) or of an exported folder, in eval mode."""
+    run_dir = Path(run_dir)
+    if (run_dir / CHECKPOINT_NAME).is_file():
+        state = load_checkpoint(run_dir / CHECKPOINT_NAME)
+        model = AudioAutoencoder(AutoencoderConfig(**state["autoencoder_config"]))
+        model.load_state_dict(state["model"])
+        if ema:
+            _load_ema(model, state["ema"])
+        return model.eval()
+    if (run_dir / AE_WEIGHTS).is_file() and (run_dir / AE_CONFIG).is_file():
+        from safetensors.torch import load_file
+
+        model = AudioAutoencoder(AutoencoderConfig(**json.loads((run_dir / AE_CONFIG).read_text())))
+        model.load_state_dict(load_file(str(run_dir / AE_WEIGHTS)))
+        return model.eval()
+    raise CheckpointNotFound(f"{run_dir}: no {CHECKPOINT_NAME} nor {AE_WEIGHTS} + {AE_CONFIG}", path=str(run_dir))
+
+
+def _load_ema(model: AudioAutoencoder, ema_state: dict[str, Any]) -> None:
+    ema = EMA(model)
+    ema.load_state_dict(ema_state)
+    ema.copy_to(model)
+
+
+def export(run_dir: str | Path, out_dir: str | Path) -> list[Path]:
+    """Write the EMA autoencoder of RUN_DIR (+ whitening if present) into OUT_DIR; returns the files written."""
+    from safetensors.torch import save_file
+
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    model = load_trained(run_dir, ema=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    save_file(tensors, str(out_dir / AE_WEIGHTS), metadata={"format": "pt"})
+    written.append(out_dir / AE_WEIGHTS)
+    (out_dir / AE_CONFIG).write_text(json.dumps(dataclasses.asdict(model.cfg), indent=2))
+    written.append(out_dir / AE_CONFIG)
+    if not (out_dir / "config.json").exists():
+        base = get_config("tiny")
+        cfg = dataclasses.replace(base, autoencoder=model.cfg)
+        if cfg.whitened_dim > model.cfg.latent_dim:
+            cfg = dataclasses.replace(cfg, whitened_dim=model.cfg.latent_dim)
+        (out_dir / "config.json").write_text(cfg.to_json())
+        written.append(out_dir / "config.json")
+    if (run_dir / WHITENING).is_file() and run_dir.resolve() != out_dir.resolve():
+        shutil.copyfile(run_dir / WHITENING, out_dir / WHITENING)
+        written.append(out_dir / WHITENING)
+    log.info("exported %s", ", ".join(p.name for p in written))
+    return written
+
+
+def _main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m engine.train.autoencoder")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    ex = sub.add_parser("export", help="write EMA weights as autoencoder.safetensors + config into OUT_DIR")
+    ex.add_argument("run_dir")
+    ex.add_argument("out_dir")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    for path in export(args.run_dir, args.out_dir):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main())

@@ -1,0 +1,420 @@
+"""Diffusion training of the omnidirectional U-Net on frozen, whitened autoencoder latents.
+
+``stemforge train diffusion --data DIR --ae AE [--config tiny] [--steps N] [--batch B] [--device D] [--out RUN]
+[--resume] [--export DIR]``:
+
+1. The base model: the U-Net is initialised from ``--config`` (seeded); the autoencoder and the whitening
+   statistics come from ``--ae``: an autoencoder run folder (``checkpoint.pt``, EMA weights, plus
+   ``whitening.safetensors`` from ``stemforge train whitening``), an autoencoder export folder, or a full model
+   checkpoint directory (its autoencoder and whitening only). The whitening must be finalised.
+2. The corpus (a studio render folder with ``metadata.jsonl`` or a stem-folder dataset) is encoded once to
+   whitened latents ``(k, D, F)`` per item with the frozen autoencoder and cached in ``RUN/latents-<key>.safetensors``
+   (float16; the key hashes the autoencoder, the whitening and the data files). Text-encoder outputs are cached
+   per prompt string (LRU, :class:`TextCache`).
+3. Each step draws ``B`` random items and aligned random crops of ``segment_seconds`` (or the shortest item), builds
+   the batch with :mod:`engine.train.tasks` (JEN-1 multi-task mix + Composer curriculum), runs one U-Net forward per
+   mode (bidirectional / unidirectional) and minimises the masked epsilon MSE with AdamW (betas 0.9/0.95, weight
+   decay 0.1, JEN-1 sec. 5), gradient clipping at 1.0, a linear warm-up over ``warmup`` steps then linear decay to 0
+   at ``steps``, and an EMA of the weights.
+4. ``RUN/checkpoint.pt`` (U-Net, EMA, optimizer, LR schedule, sampling generator, step) every ``ckpt_minutes`` and at
+   the end; ``--resume`` continues exactly where it stopped. ``--export DIR`` writes a full StemforgeModel checkpoint
+   (EMA U-Net weights) marked trained.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from engine import checkpoint as ckpt
+from engine.config import HOP, SAMPLE_RATE, ModelConfig, get_config
+from engine.diffusion.schedule import NoiseSchedule
+from engine.train.common import (
+    CHECKPOINT_NAME,
+    EMA,
+    CheckpointTimer,
+    Progress,
+    load_checkpoint,
+    resolve_device,
+    save_checkpoint,
+    set_threads,
+    setup_run_logging,
+)
+from engine.train.tasks import DiffusionBatch, build_batch, sample_plan
+from protocol.errors import CheckpointNotFound, InvalidArgument, ModelError
+
+log = logging.getLogger(__name__)
+
+
+# ---- options -------------------------------------------------------------------------------------
+@dataclass
+class DiffusionTrainOptions:
+    data: str | None = None  # corpus folder (studio render or stem folders)
+    ae: str | None = None  # autoencoder run / export folder or model checkpoint directory
+    out: str = "runs/diffusion_tiny"
+    config: str | ModelConfig = "tiny"
+    steps: int = 10_000
+    batch: int = 8
+    seconds: float | None = None  # crop length (default: config.segment_seconds)
+    lr: float = 2e-4
+    warmup: int = 200
+    weight_decay: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.95)
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    device: str = "auto"
+    threads: int = 2
+    seed: int = 0
+    ckpt_minutes: float = 10.0
+    log_every: int = 25
+    resume: bool = False
+    export: str | None = None
+
+    def validate(self) -> None:
+        if self.steps < 1 or self.batch < 1:
+            raise InvalidArgument(f"--steps and --batch must be >= 1, got {self.steps} / {self.batch}")
+        if self.lr <= 0 or self.warmup < 0 or self.grad_clip <= 0:
+            raise InvalidArgument("lr and grad_clip must be > 0 and warmup >= 0")
+        if self.seconds is not None and self.seconds <= 0:
+            raise InvalidArgument(f"--seconds must be > 0, got {self.seconds}")
+
+
+# ---- latents -------------------------------------------------------------------------------------
+@dataclass
+class LatentSet:
+    """Whitened latents of a corpus: ``latents[i]`` is (k, D, F_i); ``present`` (N, k) bool."""
+
+    latents: list[Tensor]
+    present: Tensor
+    captions: list[str]
+    ids: list[str]
+
+    def __post_init__(self) -> None:
+        if not self.latents:
+            raise InvalidArgument("the latent set is empty")
+        shapes = {tuple(z.shape[:2]) for z in self.latents}
+        if len(shapes) != 1 or self.present.shape != (len(self.latents), self.latents[0].shape[0]):
+            raise InvalidArgument(f"inconsistent latent set: stem/channel shapes {shapes}, present "
+                                  f"{tuple(self.present.shape)} for {len(self.latents)} items")
+
+    def __len__(self) -> int:
+        return len(self.latents)
+
+    def crop_frames(self, wanted: int) -> int:
+        return max(2, min(wanted, min(int(z.shape[-1]) for z in self.latents)))
+
+    def sample(self, batch: int, frames: int, generator: torch.Generator) -> tuple[Tensor, Tensor, list[str]]:
+        """Random items and aligned crops: z0 (B, k, D, frames) float32, present (B, k), captions (B)."""
+        idx = torch.randint(0, len(self), (batch,), generator=generator).tolist()
+        crops = []
+        for i in idx:
+            z = self.latents[i]
+            start = int(torch.randint(0, int(z.shape[-1]) - frames + 1, (1,), generator=generator))
+            crops.append(z[:, :, start:start + frames].float())
+        return torch.stack(crops), self.present[idx].clone(), [self.captions[i] for i in idx]
+
+
+def open_corpus(data: str | Path, stems: tuple[str, ...]):  # type: ignore[no-untyped-def]
+    """A studio render folder (metadata.jsonl) or a stem-folder dataset."""
+    from engine.data.stems import StemFolderDataset, StudioCorpus
+
+    root = Path(data)
+    if not root.is_dir():
+        raise InvalidArgument(f"--data {root}: not a folder")
+    return StudioCorpus(root, stems) if (root / "metadata.jsonl").is_file() else StemFolderDataset(root, stems=stems)
+
+
+def _state_digest(module: torch.nn.Module) -> bytes:
+    return hashlib.sha256(ckpt.tensors_to_bytes(module.state_dict())).digest()
+
+
+def encode_corpus(model, corpus, cache_dir: str | Path, device: torch.device) -> LatentSet:  # type: ignore[no-untyped-def]
+    """Encode every item of ``corpus`` once with the frozen autoencoder (cached on disk, see module docstring)."""
+    from safetensors.torch import load_file, save_file
+
+    h = hashlib.sha256(_state_digest(model.autoencoder) + _state_digest(model.whitening))
+    for item in corpus.items:
+        sizes = [(s, p.stat().st_size if p is not None and p.is_file() else -1) for s, p in sorted(item.paths.items())]
+        h.update(json.dumps([item.id, item.caption, sizes]).encode())
+    key = h.hexdigest()[:16]
+    cache_dir = Path(cache_dir)
+    tensors_path, index_path = cache_dir / f"latents-{key}.safetensors", cache_dir / f"latents-{key}.json"
+    if tensors_path.is_file() and index_path.is_file():
+        index = json.loads(index_path.read_text())
+        tensors = load_file(str(tensors_path))
+        log.info("latent cache: %d items from %s", len(index["ids"]), tensors_path)
+        return LatentSet([tensors[f"z{i}"].float() for i in range(len(index["ids"]))],
+                         torch.tensor(index["present"], dtype=torch.bool), index["captions"], index["ids"])
+    latents, present, captions, ids = [], [], [], []
+    t0 = time.monotonic()
+    with torch.inference_mode():
+        for i, item in enumerate(corpus.items):
+            audio, pres = corpus.load(i)  # (k, 2, N), (k,)
+            z = model.encode_stems(torch.from_numpy(audio)[None].to(device))[0].float().cpu()  # (k, D, F)
+            latents.append(z.to(torch.float16))
+            present.append(pres.tolist())
+            captions.append(item.caption)
+            ids.append(item.id)
+            if (i + 1) % 25 == 0:
+                log.info("encoded %d/%d items (%.1f s)", i + 1, len(corpus.items), time.monotonic() - t0)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    save_file({f"z{i}": z.contiguous() for i, z in enumerate(latents)}, str(tensors_path))
+    index_path.write_text(json.dumps({"ids": ids, "captions": captions, "present": present}))
+    log.info("encoded %d items to latents in %.1f s -> %s", len(ids), time.monotonic() - t0, tensors_path)
+    return LatentSet([z.float() for z in latents], torch.tensor(present, dtype=torch.bool), captions, ids)
+
+
+# ---- text ----------------------------------------------------------------------------------------
+class TextCache:
+    """Text-encoder outputs per prompt string (LRU of ``max_entries``); returns padded batches.
+
+    Prompts are encoded one at a time, so a prompt's states do not depend on its batch (bit-exact resumes); encoder
+    states are zero at padding positions, so re-padding cached rows with zeros reproduces a batch encode.
+    """
+
+    def __init__(self, encode: Callable[[list[str]], tuple[Tensor, Tensor]], max_entries: int = 2048) -> None:
+        self.encode = encode
+        self.max_entries = max_entries
+        self._rows: OrderedDict[str, Tensor] = OrderedDict()
+        self.hits = self.misses = 0
+
+    def __call__(self, prompts: list[str]) -> tuple[Tensor, Tensor]:
+        """prompts (B) -> states (B, L, H) float32 on the CPU, mask (B, L) bool."""
+        missing = list(dict.fromkeys(p for p in prompts if p not in self._rows))
+        for p in missing:  # one at a time: a prompt's states never depend on what it was batched with
+            states, mask = self.encode([p])
+            self._rows[p] = states[0, : int(mask[0].sum())].detach().float().cpu()
+        self.misses += len(missing)
+        self.hits += len(prompts) - len(missing)
+        rows = [self._rows[p] for p in prompts]
+        for p in prompts:
+            self._rows.move_to_end(p)
+        while len(self._rows) > self.max_entries:
+            self._rows.popitem(last=False)
+        L = max(1, max(r.shape[0] for r in rows))
+        out = torch.zeros(len(rows), L, rows[0].shape[-1])
+        mask = torch.zeros(len(rows), L, dtype=torch.bool)
+        for b, r in enumerate(rows):
+            out[b, : r.shape[0]] = r
+            mask[b, : r.shape[0]] = True
+        return out, mask
+
+
+def make_prompt_fn(stems: tuple[str, ...]) -> Callable[..., str]:
+    """``make_prompt(caption|None, (task, generated, given)|None)`` with the pipeline's prompt functions."""
+    from engine.text.prompt import build_prompt, task_prefix
+
+    def make(caption: str | None, prefix: tuple[str, list[str], list[str]] | None) -> str:
+        pre = task_prefix(prefix[1], prefix[2], prefix[0], stems=stems) if prefix is not None else None
+        return build_prompt(caption or "", task_prefix=pre)
+
+    return make
+
+
+# ---- the step ------------------------------------------------------------------------------------
+def batch_loss(unet: torch.nn.Module, batch: DiffusionBatch, states: Tensor, text_mask: Tensor,
+               num_stems: int) -> Tensor:
+    """Masked epsilon MSE over the batch, one U-Net forward per mode (bidirectional / unidirectional)."""
+    B, C, F = batch.eps.shape
+    D = C // num_stems
+    total = batch.eps.new_zeros(())
+    for causal, idx in batch.mode_groups():
+        pred = unet(batch.x[idx], batch.t[idx], states[idx], text_mask[idx], causal=causal)  # (n, k*D, F)
+        err = (pred.float() - batch.eps[idx]).reshape(len(idx), num_stems, D, F).pow(2)
+        total = total + (err * batch.loss_mask[idx][:, :, None, :]).sum()
+    return total / (batch.loss_mask.sum() * D).clamp_min(1.0)
+
+
+def lr_factor(step: int, total: int, warmup: int) -> float:
+    """Linear warm-up over ``warmup`` steps, then linear decay to 0 at ``total``."""
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    return max(0.0, (total - step) / max(1, total - warmup))
+
+
+class DiffusionTrainer:
+    """Trains ``model.unet`` on a :class:`LatentSet`; the autoencoder is not touched."""
+
+    def __init__(self, model, latents: LatentSet, opts: DiffusionTrainOptions,  # type: ignore[no-untyped-def]
+                 text_cache: TextCache | None = None) -> None:
+        opts.validate()
+        self.model = model
+        self.cfg: ModelConfig = model.config
+        self.latents = latents
+        self.opts = opts
+        self.device = resolve_device(opts.device)
+        self.out = Path(opts.out)
+        self.unet = model.unet.to(self.device)
+        self.schedule = NoiseSchedule.from_config(self.cfg)
+        seconds = opts.seconds if opts.seconds is not None else self.cfg.segment_seconds
+        self.frames = latents.crop_frames(int(round(seconds * SAMPLE_RATE / HOP)))
+        self.text = text_cache or TextCache(lambda p: model.encode_text(p))
+        self.make_prompt = make_prompt_fn(tuple(self.cfg.stems))
+        self.optimizer = torch.optim.AdamW(self.unet.parameters(), lr=opts.lr, betas=opts.betas,
+                                           weight_decay=opts.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: lr_factor(s, opts.steps, opts.warmup))
+        self.ema = EMA(self.unet, decay=opts.ema_decay)
+        self.generator = torch.Generator().manual_seed(opts.seed)
+        self.step = 0
+        self.last_loss = float("nan")
+        self.seconds_per_step = float("nan")
+
+    # ---- state ---------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"step": self.step, "model": self.unet.state_dict(), "ema": self.ema.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "generator": self.generator.get_state(), "config": self.cfg.to_dict(), "loss": self.last_loss,
+                "options": {k: v for k, v in dataclasses.asdict(self.opts).items() if k != "config"}}
+
+    def save(self) -> Path:
+        return save_checkpoint(self.out / CHECKPOINT_NAME, self.state_dict())
+
+    def load(self, path: str | Path | None = None) -> None:
+        state = load_checkpoint(path or self.out / CHECKPOINT_NAME, map_location=self.device)
+        if state.get("config") != self.cfg.to_dict():
+            raise ModelError(f"checkpoint in {self.out} was trained with another model configuration")
+        ckpt.load_state_strict(self.unet, state["model"], "checkpoint U-Net")
+        self.ema.load_state_dict(state["ema"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.generator.set_state(state["generator"])
+        self.step = int(state["step"])
+        self.last_loss = float(state.get("loss", float("nan")))
+        log.info("resumed diffusion training at step %d", self.step)
+
+    # ---- training ------------------------------------------------------------------------------------
+    def make_batch(self, step: int) -> tuple[DiffusionBatch, Tensor, Tensor]:
+        z0, present, captions = self.latents.sample(self.opts.batch, self.frames, self.generator)
+        plan = sample_plan(self.cfg, present, captions, self.frames, step, self.opts.steps, self.generator,
+                           make_prompt=self.make_prompt)
+        batch = build_batch(plan, z0, self.schedule, self.generator)
+        states, mask = self.text(batch.prompts)
+        batch.x, batch.t, batch.eps, batch.loss_mask = (v.to(self.device) for v in
+                                                        (batch.x, batch.t, batch.eps, batch.loss_mask))
+        return batch, states.to(self.device), mask.to(self.device)
+
+    def train_step(self) -> float:
+        self.unet.train()
+        batch, states, mask = self.make_batch(self.step)
+        loss = batch_loss(self.unet, batch, states, mask, self.cfg.num_stems)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.unet.parameters(), self.opts.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.ema.update(self.unet)
+        self.step += 1
+        self.last_loss = float(loss.detach())
+        return self.last_loss
+
+    def run(self) -> dict[str, float]:
+        """Train until ``opts.steps``; returns a summary (final loss, seconds per step, steps)."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        if self.opts.resume and (self.out / CHECKPOINT_NAME).is_file():
+            self.load()
+        elif self.opts.resume:
+            log.warning("--resume: no checkpoint in %s, starting from step 0", self.out)
+        n_params = sum(p.numel() for p in self.unet.parameters())
+        log.info("diffusion: %d items, crops of %d frames, batch %d, %d steps, U-Net %.2f M parameters, %s",
+                 len(self.latents), self.frames, self.opts.batch, self.opts.steps, n_params / 1e6, self.device)
+        progress = Progress(self.opts.steps, initial=self.step, desc="diffusion", log_every=self.opts.log_every,
+                            logger=log)
+        timer = CheckpointTimer(self.opts.ckpt_minutes * 60.0)
+        start_step, t0 = self.step, time.monotonic()
+        try:
+            while self.step < self.opts.steps:
+                loss = self.train_step()
+                if not np.isfinite(loss):
+                    raise ModelError(f"diffusion loss became {loss} at step {self.step}")
+                progress.update(loss=loss, lr=self.scheduler.get_last_lr()[0])
+                if timer.due():
+                    self.save()
+                    timer.mark()
+        finally:
+            progress.close()
+        done = self.step - start_step
+        self.seconds_per_step = (time.monotonic() - t0) / done if done else float("nan")
+        self.save()
+        summary = {"steps": float(self.step), "loss": self.last_loss, "seconds_per_step": self.seconds_per_step,
+                   "text_cache_hits": float(self.text.hits), "text_cache_misses": float(self.text.misses)}
+        log.info("diffusion done: %s", " ".join(f"{k}={v:.4g}" for k, v in summary.items()))
+        return summary
+
+    def export(self, directory: str | Path, extra: dict[str, Any] | None = None) -> str:
+        """Write the model with the EMA U-Net as a checkpoint directory marked trained; returns its hash."""
+        self.ema.copy_to(self.unet)
+        training = {"kind": "diffusion", "steps": self.step, "batch": self.opts.batch, "frames": self.frames,
+                    "lr": self.opts.lr, "ema_decay": self.opts.ema_decay, "items": len(self.latents),
+                    "final_loss": self.last_loss, "seconds_per_step": self.seconds_per_step,
+                    "device": str(self.device), **(extra or {})}
+        return self.model.save_pretrained(directory, training=training, trained=True)
+
+
+# ---- base model ----------------------------------------------------------------------------------
+def load_base_model(ae: str | Path, config: str | ModelConfig = "tiny", seed: int = 0):  # type: ignore[no-untyped-def]
+    """A fresh U-Net from ``config`` with the autoencoder + whitening of ``ae`` (see module docstring)."""
+    from engine.model import StemforgeModel
+
+    path = Path(ae)
+    cfg = config if isinstance(config, ModelConfig) else get_config(config)
+    if not path.exists():
+        raise CheckpointNotFound(f"--ae {path}: not found", path=str(path))
+    if (path / ckpt.UNET_FILE).is_file() and (path / ckpt.CONFIG_FILE).is_file():  # full model checkpoint
+        src = StemforgeModel.from_pretrained(path)
+        cfg = dataclasses.replace(cfg, autoencoder=src.config.autoencoder, whitened_dim=src.config.whitened_dim)
+        model = StemforgeModel.from_config(cfg, seed=seed)
+        model.autoencoder.load_state_dict(src.autoencoder.state_dict())
+        model.whitening.load_state_dict(src.whitening.state_dict())
+    elif (path / CHECKPOINT_NAME).is_file():  # autoencoder run folder
+        from engine.train.autoencoder import WHITENING, load_trained
+
+        ae_model = load_trained(path, ema=True)
+        cfg = dataclasses.replace(cfg, autoencoder=ae_model.cfg)
+        model = StemforgeModel.from_config(cfg, seed=seed)
+        model.autoencoder.load_state_dict(ae_model.state_dict())
+        if not (path / WHITENING).is_file():
+            raise ModelError(f"{path} has no {WHITENING}: run `stemforge train whitening --ae {path} --data DIR`")
+        state, _ = ckpt.read_tensors(path / WHITENING)
+        ckpt.load_state_strict(model.whitening, state, WHITENING)
+    else:  # autoencoder export folder
+        model = StemforgeModel.from_config(cfg, seed=seed, autoencoder_from=path)
+    if not model.whitening.is_finalized:
+        raise ModelError(f"the whitening statistics of {path} are not finalised: run `stemforge train whitening`")
+    model._hash = None  # weights changed after construction
+    return model
+
+
+def train_diffusion(opts: DiffusionTrainOptions) -> tuple[dict[str, float], str | None]:
+    """The whole command: base model, latent cache, training, optional export. Returns (summary, export hash)."""
+    opts.validate()
+    if not opts.data or not opts.ae:
+        raise InvalidArgument("--data and --ae are required")
+    set_threads(opts.threads)
+    handler = setup_run_logging(opts.out)
+    try:
+        model = load_base_model(opts.ae, opts.config, seed=opts.seed)
+        device = resolve_device(opts.device)
+        model.to(device)
+        corpus = open_corpus(opts.data, tuple(model.config.stems))
+        latents = encode_corpus(model, corpus, opts.out, device)
+        trainer = DiffusionTrainer(model, latents, opts)
+        summary = trainer.run()
+        digest = None
+        if opts.export:
+            digest = trainer.export(opts.export, {"data": str(opts.data), "autoencoder": str(opts.ae)})
+        return summary, digest
+    finally:
+        logging.getLogger("engine").removeHandler(handler)
+        handler.close()

@@ -1,0 +1,196 @@
+"""run_pipeline on the tiny model (random init): exact lengths, given stems, inpainting, continuation,
+seeds, guidance batching, cancellation and bad input. Few steps, half a second of audio."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from engine.pipeline import GenerationRequest, crossfade_weights, run_pipeline
+from protocol.errors import InvalidArgument, JobCancelled, NonFiniteAudio, RegionError, UnknownStem
+
+N = 24_007  # 0.5 s + 7 samples: not a multiple of the 320-sample latent hop
+
+
+def noise_audio(seed: int, n: int = N, amp: float = 0.1) -> np.ndarray:
+    return (amp * np.random.default_rng(seed).standard_normal((2, n))).astype(np.float32)
+
+
+class UNetCalls:
+    """Records every U-Net forward the pipeline makes: batch size, per-stem timesteps, causal flag."""
+
+    def __init__(self, unet: torch.nn.Module) -> None:
+        self.calls: list[dict] = []
+        self.handle = unet.register_forward_pre_hook(self._hook, with_kwargs=True)
+
+    def _hook(self, module, args, kwargs) -> None:
+        x, t = args[0], args[1]
+        self.calls.append({"batch": x.shape[0], "t": torch.as_tensor(t).detach().cpu().clone(),
+                           "causal": bool(kwargs.get("causal", False))})
+
+    def __enter__(self) -> "UNetCalls":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.handle.remove()
+
+
+def req(**kw) -> GenerationRequest:
+    base = dict(prompt="funky bass and drums", num_samples=N, steps=2, seed=7)
+    base.update(kw)
+    return GenerationRequest(**base)
+
+
+def test_joint_generation_exact_lengths_and_mix(tiny_model) -> None:
+    stems = list(tiny_model.config.stems)
+    with UNetCalls(tiny_model.unet) as rec:
+        res = run_pipeline(tiny_model, req(bpm=100, key="E minor"))
+    assert list(res.stems) == stems
+    for audio in res.stems.values():
+        assert audio.shape == (2, N) and audio.dtype == np.float32
+    np.testing.assert_array_equal(res.mix, sum(res.stems[s] for s in stems))
+    assert res.sample_rate == 48_000 and res.seed == 7
+    m = res.manifest
+    assert m["frames"] == N and m["task"] == "generate" and m["stems_generated"] == stems
+    assert m["seed"] == 7 and m["steps"] == 2 and m["sampler"] == "dpmpp-2m" and m["trained"] is False
+    assert "100" in m["full_prompt"] and "bass" in m["full_prompt"]
+    # guided: one forward per step, batch 2 (cond + uncond), all stems at the same t, bidirectional
+    assert [c["batch"] for c in rec.calls] == [2, 2]
+    assert rec.calls[0]["t"].shape == (2, 4) and bool((rec.calls[0]["t"] == 1000).all())
+    assert not any(c["causal"] for c in rec.calls)
+
+
+@pytest.mark.parametrize("n", [1, 319, 321, 4801])
+def test_odd_lengths(tiny_model, n: int) -> None:
+    res = run_pipeline(tiny_model, req(num_samples=n, stems=["drums"], steps=1, cfg=1.0))
+    assert list(res.stems) == ["drums"] and res.stems["drums"].shape == (2, n) and res.mix.shape == (2, n)
+
+
+def test_conditional_generation_keeps_given_stems(tiny_model) -> None:
+    given = {"bass": noise_audio(1), "drums": noise_audio(2)[:1]}  # drums mono: made stereo
+    with UNetCalls(tiny_model.unet) as rec:
+        res = run_pipeline(tiny_model, req(stems=["melody"], given=given))
+    assert list(res.stems) == ["bass", "drums", "melody"]
+    np.testing.assert_array_equal(res.stems["bass"], given["bass"])
+    np.testing.assert_array_equal(res.stems["drums"], np.repeat(given["drums"], 2, axis=0))
+    assert res.manifest["stems_given"] == ["bass", "drums"] and res.manifest["stems_free"] == ["instrument"]
+    t = rec.calls[0]["t"]  # (2, k): bass, drums given (0), instrument free (T), melody generated
+    assert t[:, 0].tolist() == [0, 0] and t[:, 1].tolist() == [0, 0]
+    assert t[:, 2].tolist() == [1000, 1000] and t[:, 3].tolist() == [1000, 1000]
+    assert 0 < float(rec.calls[1]["t"][0, 3]) < 1000 and float(rec.calls[1]["t"][0, 2]) == 1000
+
+
+def test_marginal_generation_others_free(tiny_model) -> None:
+    with UNetCalls(tiny_model.unet) as rec:
+        res = run_pipeline(tiny_model, req(stems=["bass"], steps=3))
+    assert list(res.stems) == ["bass"]
+    last = rec.calls[-1]["t"][0]
+    assert 0 < float(last[0]) < 1000 and last[1:].tolist() == [1000, 1000, 1000]
+
+
+def test_seeds(tiny_model) -> None:
+    a = run_pipeline(tiny_model, req(seed=11, stems=["bass"]))
+    b = run_pipeline(tiny_model, req(seed=11, stems=["bass"]))
+    c = run_pipeline(tiny_model, req(seed=12, stems=["bass"]))
+    np.testing.assert_array_equal(a.stems["bass"], b.stems["bass"])
+    assert not np.array_equal(a.stems["bass"], c.stems["bass"])
+    d = run_pipeline(tiny_model, req(seed=None, stems=["bass"], steps=1))
+    assert isinstance(d.seed, int) and d.manifest["seed"] == d.seed
+    e = run_pipeline(tiny_model, req(seed=d.seed, stems=["bass"], steps=1))
+    np.testing.assert_array_equal(d.stems["bass"], e.stems["bass"])
+
+
+def test_guidance_off_is_single_batch(tiny_model) -> None:
+    with UNetCalls(tiny_model.unet) as rec:
+        run_pipeline(tiny_model, req(cfg=1.0, steps=3, sampler="ddim"))
+    assert [c["batch"] for c in rec.calls] == [1, 1, 1]
+
+
+def test_inpainting_keeps_outside_bit_exact(tiny_model) -> None:
+    inputs = {"bass": noise_audio(3), "drums": noise_audio(4), "melody": noise_audio(5)}
+    start, end = 6_001, 15_999
+    with UNetCalls(tiny_model.unet) as rec:
+        res = run_pipeline(tiny_model, req(task="inpaint", num_samples=0, stems=["bass", "drums"], given=inputs,
+                                           region=(start, end)))
+    assert list(res.stems) == ["bass", "drums", "melody"]
+    for name in ("bass", "drums"):
+        out, src = res.stems[name], inputs[name]
+        assert out.shape == (2, N)
+        np.testing.assert_array_equal(out[:, :start], src[:, :start])
+        np.testing.assert_array_equal(out[:, end:], src[:, end:])
+        inside = np.abs(out[:, start:end] - src[:, start:end])
+        assert inside.max() > 1e-3 and bool((inside[:, 1:-1] > 0).mean() > 0.99)
+    np.testing.assert_array_equal(res.stems["melody"], inputs["melody"])
+    m = res.manifest
+    assert m["crossfade_samples"] == 480 and m["region"]["start"] == start and m["mode"] == "bidirectional"
+    assert not any(c["causal"] for c in rec.calls)
+    t = rec.calls[0]["t"][0]  # bass, drums generated; instrument free; melody given
+    assert t.tolist() == [1000, 1000, 1000, 0]
+
+
+def test_inpainting_short_region_clips_crossfade(tiny_model) -> None:
+    inputs = {"bass": noise_audio(6)}
+    res = run_pipeline(tiny_model, req(task="inpaint", num_samples=0, stems=["bass"], given=inputs,
+                                       region=(100, 200), steps=1))
+    assert res.manifest["crossfade_samples"] == 50
+    np.testing.assert_array_equal(res.stems["bass"][:, :100], inputs["bass"][:, :100])
+    np.testing.assert_array_equal(res.stems["bass"][:, 200:], inputs["bass"][:, 200:])
+
+
+def test_crossfade_weights() -> None:
+    w = crossfade_weights(1000, 480)
+    assert w.shape == (1000,) and bool((w > 0).all()) and bool((w <= 1).all())
+    assert bool((w[480:520] == 1).all()) and w[0] < 0.01 and np.allclose(w, w[::-1])
+    assert bool((np.diff(w[:480]) > 0).all())
+    assert bool((crossfade_weights(6, 480)[:3] < 1).all())  # clipped to half the region
+
+
+def test_continuation_prefix_exact_and_causal(tiny_model) -> None:
+    inputs = {"bass": noise_audio(7), "drums": noise_audio(8)}
+    extra = 12_345
+    with UNetCalls(tiny_model.unet) as rec:
+        res = run_pipeline(tiny_model, req(task="continue", num_samples=0, given=inputs, continue_samples=extra))
+    assert list(res.stems) == ["bass", "drums"]
+    for name, src in inputs.items():
+        assert res.stems[name].shape == (2, N + extra)
+        np.testing.assert_array_equal(res.stems[name][:, :N], src)
+    assert res.mix.shape == (2, N + extra)
+    assert rec.calls and all(c["causal"] for c in rec.calls)
+    m = res.manifest
+    assert m["mode"] == "unidirectional" and m["frames"] == N + extra and m["context_samples"] == 24_320
+    assert m["stems_generated"] == ["bass", "drums"]
+
+
+def test_cancel_within_one_step(tiny_model) -> None:
+    def cancel(step: int, total: int, x0: torch.Tensor) -> None:
+        assert total == 10 and x0.ndim == 3
+        if step == 2:
+            raise JobCancelled("stop")
+
+    with UNetCalls(tiny_model.unet) as rec, pytest.raises(JobCancelled):
+        run_pipeline(tiny_model, req(steps=10), cancel)
+    assert len(rec.calls) == 2
+
+
+def test_bad_input(tiny_model) -> None:
+    with pytest.raises(UnknownStem, match="vocals.*bass, drums, instrument, melody"):
+        run_pipeline(tiny_model, req(stems=["vocals"]))
+    with pytest.raises(UnknownStem, match="guitar"):
+        run_pipeline(tiny_model, req(given={"guitar": noise_audio(1)}))
+    bad = noise_audio(1)
+    bad[0, 5] = np.nan
+    with pytest.raises(NonFiniteAudio):
+        run_pipeline(tiny_model, req(stems=["bass"], given={"drums": bad}))
+    inputs = {"bass": noise_audio(2)}
+    for region in [(0, N + 1), (500, 500), (-1, 100), (900, 100)]:
+        with pytest.raises(RegionError):
+            run_pipeline(tiny_model, req(task="inpaint", num_samples=0, stems=["bass"], given=inputs, region=region))
+    with pytest.raises(UnknownStem):
+        run_pipeline(tiny_model, req(task="inpaint", num_samples=0, stems=["drums"], given=inputs, region=(0, 10)))
+    with pytest.raises(InvalidArgument):
+        run_pipeline(tiny_model, req(sampler="euler"))
+    with pytest.raises(InvalidArgument):
+        run_pipeline(tiny_model, req(stems=["bass"], given={"bass": noise_audio(1)}))
+    with pytest.raises(InvalidArgument):
+        run_pipeline(tiny_model, req(task="continue", num_samples=0, given=inputs, continue_samples=0))

@@ -1,0 +1,133 @@
+"""Autoencoder training: crops, loss decreases on a fixed clip, resumable checkpoints, export."""
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from engine.config import AutoencoderConfig
+from engine.train.autoencoder import (AutoencoderTrainer, CropSampler, TrainOptions, export, load_trained)
+from engine.train.common import load_checkpoint
+from protocol.errors import CheckpointNotFound, InvalidArgument
+
+SMALL = AutoencoderConfig(latent_dim=8, hidden=32, encoder_depth=1, decoder_depth=1)
+SR = 48_000
+
+
+def _write_item(folder, seed: int, seconds: float = 0.5) -> None:
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * SR)) / SR
+    folder.mkdir(parents=True)
+    stems = {}
+    for i, role in enumerate(["bass", "drums", "instrument", "melody"]):
+        f0 = 55.0 * 2 ** (i + rng.random())
+        tone = 0.2 * np.sin(2 * np.pi * f0 * t) * np.exp(-3 * (t % 0.25))
+        stems[role] = np.stack([tone, 0.8 * tone]).astype(np.float32)
+        sf.write(folder / f"{role}.wav", stems[role].T, SR, subtype="PCM_24")
+    sf.write(folder / "mix.wav", sum(stems.values()).T, SR, subtype="PCM_24")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("renders")
+    for i in range(2):
+        _write_item(root / "train" / f"item{i}", i)
+    _write_item(root / "heldout" / "item9", 9)
+    return root
+
+
+def _opts(data, out, **kw) -> TrainOptions:
+    base = dict(data=str(data / "train"), out=str(out), steps=3, batch=2, seconds=0.1, threads=1, lr=2e-3,
+                warmup=1, eval_clips=2, eval_seconds=0.1, ckpt_minutes=60, eval_minutes=60, device="cpu")
+    base.update(kw)
+    return TrainOptions(**base)
+
+
+def test_crop_sampler_shapes(data) -> None:
+    sampler = CropSampler(data / "train")
+    assert len(sampler) == 10  # 2 items x (4 stems + mix)
+    batch = sampler.sample(3, 4801, np.random.default_rng(0))
+    assert batch.shape == (3, 2, 4801) and batch.dtype == torch.float32
+    clips = sampler.fixed_clips(4, 30000)  # longer than a file (24000): zero-padded
+    assert clips.shape == (4, 2, 30000)
+    assert torch.equal(clips, sampler.fixed_clips(4, 30000))  # deterministic
+    with pytest.raises(InvalidArgument):
+        CropSampler(data / "nothing-here")
+
+
+def test_training_steps_lower_loss_on_fixed_clip(data, tmp_path) -> None:
+    trainer = AutoencoderTrainer(_opts(data, tmp_path, mask_prob=0.0, lr=3e-3), cfg=SMALL)
+    clip = CropSampler(data / "train").fixed_clips(2, 3200)
+
+    def loss() -> float:
+        with torch.no_grad():
+            return float(trainer.losses(clip)["total"])
+
+    before = loss()
+    for _ in range(8):
+        trainer.step(clip)
+    after = loss()
+    assert trainer.step_count == 8
+    assert after < 0.85 * before, (before, after)
+
+
+def test_resume_continues_step_and_optimizer(data, tmp_path) -> None:
+    first = AutoencoderTrainer(_opts(data, tmp_path / "run"), cfg=SMALL)
+    result = first.run()
+    assert "eval_lsd_db" in result and result["eval_lsd_db"] > 0
+    state = load_checkpoint(tmp_path / "run")
+    assert state["step"] == 3
+    assert (tmp_path / "run" / "train.log").read_text().count("checkpoint saved") == 1
+    assert len((tmp_path / "run" / "eval.jsonl").read_text().splitlines()) == 1
+
+    second = AutoencoderTrainer(_opts(data, tmp_path / "run", steps=5, resume=True), cfg=SMALL)
+    second.load_state_dict(load_checkpoint(tmp_path / "run"))
+    assert second.step_count == 3
+    for a, b in zip(first.model.parameters(), second.model.parameters()):
+        assert torch.equal(a, b)
+    opt_a, opt_b = first.optimizer.state_dict()["state"], second.optimizer.state_dict()["state"]
+    assert opt_a.keys() == opt_b.keys() and int(opt_b[0]["step"]) == 3
+    assert torch.equal(opt_a[0]["exp_avg_sq"], opt_b[0]["exp_avg_sq"])
+
+    third = AutoencoderTrainer(_opts(data, tmp_path / "run", steps=5, resume=True), cfg=SMALL)
+    third.run()
+    assert load_checkpoint(tmp_path / "run")["step"] == 5
+    assert int(third.optimizer.state_dict()["state"][0]["step"]) == 5
+
+    with pytest.raises(CheckpointNotFound):
+        AutoencoderTrainer(_opts(data, tmp_path / "empty", resume=True), cfg=SMALL).run()
+
+
+def test_export_writes_ema_weights(data, tmp_path) -> None:
+    trainer = AutoencoderTrainer(_opts(data, tmp_path / "run", steps=2), cfg=SMALL)
+    trainer.run()
+    files = export(tmp_path / "run", tmp_path / "export")
+    assert sorted(p.name for p in files) == ["autoencoder.json", "autoencoder.safetensors", "config.json"]
+    assert json.loads((tmp_path / "export" / "autoencoder.json").read_text())["hidden"] == 32
+    exported = load_trained(tmp_path / "export")
+    for name, value in exported.state_dict().items():
+        if name in trainer.ema.shadow:
+            assert torch.equal(value, trainer.ema.shadow[name]), name
+    x = torch.randn(1, 2, 1000) * 0.1
+    with torch.no_grad():
+        assert exported.decode(exported.encode(x), 1000).shape == (1, 2, 1000)
+
+
+def test_whitening_statistics_stored_beside_weights(data, tmp_path) -> None:
+    from safetensors.torch import load_file
+
+    from engine.train.whitening_stats import compute_whitening
+
+    AutoencoderTrainer(_opts(data, tmp_path / "run", steps=1), cfg=SMALL).run()
+    path = compute_whitening(tmp_path / "run", data / "train", k=6, seconds=0.25, threads=1)
+    assert path == tmp_path / "run" / "whitening.safetensors"
+    stats = load_file(str(path))
+    # 10 files x 0.5 s = 75 frames each (two 0.25 s chunks of ceil(12000 / 320) = 38 frames)
+    assert int(stats["count"]) == 10 * 2 * 38
+    assert stats["W"].shape == (8, 6) and stats["W_inv"].shape == (6, 8)
+    with pytest.raises(InvalidArgument):
+        compute_whitening(tmp_path / "run", data / "train", k=9, threads=1)
+    files = export(tmp_path / "run", tmp_path / "export")
+    assert "whitening.safetensors" in [p.name for p in files]
