@@ -161,6 +161,7 @@ class _Player:
         self.played = 0  # frames handed to PortAudio (all passes)
         self.done = threading.Event()
         self.stopped = False  # ended by stop(), not by reaching the end
+        self.closed = threading.Event()  # its stream is closed (the device is free)
         self.on_end = on_end
         self._ended = threading.Lock()
 
@@ -229,6 +230,12 @@ class Audition:
         return self._device.to_dict() if self._device else None
 
     @property
+    def stream_open(self) -> bool:
+        """Whether an output stream holds the device (False once a playback ended and was released)."""
+        with self._lock:
+            return self._stream is not None
+
+    @property
     def position(self) -> int:
         """Frames handed to the device so far in the current playback (48 kHz frames)."""
         with self._lock:
@@ -240,7 +247,7 @@ class Audition:
 
         ``on_end(reason)`` is called once, from a PortAudio or helper thread (use
         ``loop.call_soon_threadsafe`` to reach an event loop), with ``"ended"`` or ``"stopped"``.
-        A stream that reaches its end is closed on a helper thread, releasing the device."""
+        A stream that reaches its end is closed by a watcher thread, releasing the device."""
         frames = validate_audio(audio)
         region = validate_loop(loop, frames.shape[0])
         sd = _sounddevice()
@@ -260,8 +267,6 @@ class Audition:
 
         def finished() -> None:  # PortAudio thread, after the last buffer (or an abort)
             player.finish()
-            threading.Thread(target=self._close_finished, args=(player,), name="audition-close",
-                             daemon=True).start()
 
         def callback(outdata: np.ndarray, nframes: int, _time: Any, status: Any) -> None:
             if status:
@@ -269,6 +274,7 @@ class Audition:
             if not player.fill(outdata, nframes):
                 raise sd.CallbackStop
 
+        stream = None
         try:
             stream = sd.OutputStream(
                 samplerate=rate, channels=2, dtype="float32", device=dev.index, latency=self.latency,
@@ -277,12 +283,20 @@ class Audition:
             with self._lock:
                 self._stream, self._player, self._device = stream, player, dev
             stream.start()
+            threading.Thread(target=self._release_when_ended, args=(player,), name="audition-release",
+                             daemon=True).start()
         except sd.PortAudioError as exc:
             with self._lock:
                 if self._player is player:
                     self._stream = self._player = None
+            if stream is not None:
+                try:
+                    stream.close()
+                except Exception:  # already broken: nothing more to release
+                    logger.debug("audition: closing a stream that failed to start failed", exc_info=True)
             player.stopped = True
             player.finish()
+            player.closed.set()
             raise AudioDeviceError(f"cannot open output device {dev.name!r}: {exc}", device=dev.name) from None
         logger.info("audition: playing %.2f s on %r%s", frames.shape[0] / rate, dev.name,
                     f" looping {region}" if region else "")
@@ -299,7 +313,8 @@ class Audition:
                                f"nor its default rate", device=dev.name)
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Block until playback ends (True) or ``timeout`` passes (False). For CLIs and tests, not event loops."""
+        """Block until playback ends and its stream is closed (True) or ``timeout`` passes (False).
+        For CLIs and tests, not event loops."""
         with self._lock:
             player = self._player
         if player is None:
@@ -307,22 +322,34 @@ class Audition:
         if not player.done.wait(timeout):
             return False
         self._close_finished(player)
-        return True
+        return player.closed.wait(timeout if timeout is not None else 10.0)
+
+    def _release_when_ended(self, player: _Player) -> None:
+        """Watcher thread: close the stream of a playback that reaches its end (frees the device)."""
+        player.done.wait()
+        self._close_finished(player)
 
     def _close_finished(self, player: _Player) -> None:
+        """Close the stream of a playback that ended by itself (whoever comes first closes it)."""
         with self._lock:
-            if self._player is not player:
+            if self._player is not player or self._stream is None:
                 return
             stream, self._stream = self._stream, None
-        if stream is not None:
+        try:
             stream.close()  # drains the last buffers of a stream that ended itself
+        except Exception as exc:
+            logger.warning("audition: closing the stream failed: %s", exc)
+        finally:
+            player.closed.set()
 
     def stop(self) -> bool:
-        """Stop playback now; returns whether something was playing."""
+        """Stop playback now; returns whether something was playing. Returns once the device is released."""
         with self._lock:
             stream, player = self._stream, self._player
             self._stream = None
         if stream is None:
+            if player is not None and not player.closed.wait(5.0):  # a helper thread is closing it
+                logger.warning("audition: the ended stream is still closing")
             return False
         was_playing = player is not None and not player.done.is_set()
         if player is not None:
@@ -335,6 +362,7 @@ class Audition:
             logger.warning("audition: closing the stream failed: %s", exc)
         if player is not None:
             player.finish()
+            player.closed.set()
         if was_playing:
             logger.info("audition: stopped")
         return was_playing

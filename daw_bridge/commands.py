@@ -32,6 +32,8 @@ def register(sub: argparse._SubParsersAction, groups: dict[str, argparse._SubPar
     p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
                    help="extra browser Origin allowed on the WebSocket, e.g. http://studio.local:8080")
     p.add_argument("--threads", type=int, default=None, help="torch threads in the engine worker")
+    p.add_argument("--device", default=None, help="torch device of the engine worker: cpu, cuda, cuda:N "
+                   "(default: CUDA when available, else CPU)")
     p.set_defaults(func=_serve)
 
 
@@ -45,5 +47,32 @@ def _serve(args: argparse.Namespace) -> int:
         osc_port=None if args.osc_port is not None and args.osc_port < 0 else args.osc_port,
         osc_reply_port=args.osc_reply_port, data_dir=args.data_dir or default_data_dir(), model=args.model,
         token=args.token, allow_dirs=tuple(args.allow_dir), origins=tuple(args.allow_origin), threads=args.threads,
+        device=args.device,
     )
     return serve(settings)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m daw_bridge.commands serve ...``: the same command without loading the other CLI modules."""
+    import logging
+    import sys
+
+    from protocol.errors import StemforgeError
+
+    parser = argparse.ArgumentParser(prog="stemforge")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    register(parser.add_subparsers(dest="command", required=True), {})
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except StemforgeError as exc:
+        print(f"stemforge: error [{exc.code}]: {exc.message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

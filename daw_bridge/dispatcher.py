@@ -86,6 +86,9 @@ class Dispatcher:
             m.ConceptList: self._concept_list,
             **self.transfers.handlers(),
         }
+        from daw_bridge.concept_jobs import ConceptJobs  # concept.train jobs, concept.list/delete (issue 5)
+
+        self.concepts = ConceptJobs(self).install()
 
     # ---- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -186,7 +189,8 @@ class Dispatcher:
                             samplers=tuple(info.get("samplers", ())), default_steps=int(info.get("default_steps", 0)),
                             default_sampler=str(info.get("default_sampler", "")),
                             default_cfg=float(info.get("default_cfg", 0.0)))
-        return m.ServerInfo(version=self.version, model=model, limits=self.limits, devices=devices)
+        return m.ServerInfo(version=self.version, model=model, limits=self.limits, devices=devices,
+                            concepts=self.concepts.infos())
 
     async def _server_info(self, peer: Peer, msg: m.ServerInfoRequest) -> None:
         devices = await self.transfers.devices()
@@ -206,8 +210,12 @@ class Dispatcher:
         """The session, or the default session (created on first use) when ``session_id`` is None."""
         if session_id is None:
             if DEFAULT_SESSION not in self.journal.list_sessions():
-                self.journal.create_session(DEFAULT_SESSION, DEFAULT_SESSION, 120.0, (4, 4),
-                                            round(self.settings.default_session_seconds * 48_000), self.model_stems)
+                try:
+                    self.journal.create_session(DEFAULT_SESSION, DEFAULT_SESSION, 120.0, (4, 4),
+                                                round(self.settings.default_session_seconds * 48_000),
+                                                self.model_stems)
+                except InvalidArgument:
+                    pass  # created meanwhile (an upload thread)
             session_id = DEFAULT_SESSION
         return self.journal.get_session(session_id)
 
@@ -294,7 +302,10 @@ class Dispatcher:
         start, end = resolve_region(msg.region, total_samples=s.length_samples, bpm=s.bpm,
                                     time_signature=s.time_signature)
         self._check_length(end - start)
-        keep = ({st: s.active[st] for st in s.kept if st in s.active} if msg.keep is None else dict(msg.keep))
+        if msg.keep is None:  # the session's kept stems, except those asked for explicitly
+            keep = {st: s.active[st] for st in s.kept if st in s.active and st not in msg.stems}
+        else:
+            keep = dict(msg.keep)
         for stem in keep:
             if stem not in s.stems:
                 raise UnknownStem(f"session {s.session_id!r} has no stem {stem!r}; stems: {s.stems}", stem=stem)

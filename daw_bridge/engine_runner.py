@@ -8,6 +8,7 @@ torch. See :mod:`daw_bridge.worker` for the runner interface.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -17,15 +18,19 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 
-def load(model: str | None, threads: int | None) -> tuple[Any, dict[str, Any]]:
-    """Load ``model`` (a checkpoint directory or hub id; None = the embedded default) once."""
+def load(model: str | None, threads: int | None, device: str | None = None) -> tuple[Any, dict[str, Any]]:
+    """Load ``model`` (a checkpoint directory or hub id; None = the embedded default) once, on ``device``
+    (None or ``auto`` = CUDA when available, else CPU)."""
     import torch
 
     if threads:
         torch.set_num_threads(int(threads))
     from engine.model import StemforgeModel
 
-    bundle = StemforgeModel.from_pretrained(model) if model else StemforgeModel.default()
+    if device in (None, "", "auto"):
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    bundle = (StemforgeModel.from_pretrained(model, device=device) if model
+              else StemforgeModel.default(device=device))
     if hasattr(bundle, "eval"):
         bundle.eval()
     if hasattr(bundle, "encode_text"):
@@ -37,6 +42,7 @@ def load(model: str | None, threads: int | None) -> tuple[Any, dict[str, Any]]:
         "trained": bool(getattr(bundle, "trained", False)),
         "stems": list(cfg.stems),
         "path": model or "embedded default",
+        "device": str(device),
     }
     try:
         from engine.diffusion.samplers import SAMPLERS
@@ -49,7 +55,7 @@ def load(model: str | None, threads: int | None) -> tuple[Any, dict[str, Any]]:
     for name in ("DEFAULT_STEPS", "DEFAULT_SAMPLER", "DEFAULT_CFG"):
         if hasattr(pipeline, name):
             info[name.lower()] = getattr(pipeline, name)
-    log.info("model %s loaded (hash %s, %s)", info["name"], info["hash"][:12],
+    log.info("model %s loaded on %s (hash %s, %s)", info["name"], device, info["hash"][:12],
              "trained" if info["trained"] else "untrained random init")
     return bundle, info
 
@@ -68,8 +74,23 @@ def _progress_adapter(progress: Callable[[int, int, str], None]) -> Callable[...
     return callback
 
 
-def run(bundle: Any, payload: dict[str, Any], progress: Callable[[int, int, str], None]) -> dict[str, Any]:
-    """Run one request; returns ``{"stems": {stem: (2, N) float32}, "mix", "sample_rate", "seed", "manifest"}``."""
+def run(bundle: Any, payload: dict[str, Any], progress: Callable[[int, int, str], None]) -> Any:
+    """Run one request on the loaded model.
+
+    ``payload["op"]`` (optional, set by daemon code, never by clients) names another operation as
+    ``"module:function"``, called as ``function(bundle, payload, progress)`` in this process: the hook
+    for jobs such as concept training (issue 5). Without it the payload is a generation request.
+    """
+    op = payload.get("op")
+    if op:
+        module_name, _, func_name = str(op).partition(":")
+        func = getattr(importlib.import_module(module_name), func_name)
+        return func(bundle, payload, progress)
+    return run_generation(bundle, payload, progress)
+
+
+def run_generation(bundle: Any, payload: dict[str, Any], progress: Callable[[int, int, str], None]) -> dict[str, Any]:
+    """One pipeline request; returns ``{"stems": {stem: (2, N) float32}, "mix", "sample_rate", "seed", "manifest"}``."""
     import torch
 
     from engine.pipeline import GenerationRequest, run_pipeline
@@ -82,11 +103,11 @@ def run(bundle: Any, payload: dict[str, Any], progress: Callable[[int, int, str]
         kwargs["stems"] = list(kwargs["stems"])
     if kwargs.get("region") is not None:
         kwargs["region"] = tuple(int(x) for x in kwargs["region"])
-    dropped = sorted(set(payload) - names - {"job_id"})
+    dropped = sorted(set(payload) - names - {"job_id", "op"})
     if dropped:
         log.debug("fields the pipeline does not take: %s", dropped)
     request = GenerationRequest(**kwargs)
-    progress(0, int(payload.get("steps") or 0), "loading")
+    progress(0, int(payload.get("steps") or 0), "encoding")  # also the first cancel check
     with torch.inference_mode():
         result = run_pipeline(bundle, request, _progress_adapter(progress))
     stems = {k: np.ascontiguousarray(np.asarray(v, dtype=np.float32)) for k, v in result.stems.items()}

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import signal
+import socket
 from typing import Any
 
 from daw_bridge.dispatcher import Dispatcher
@@ -22,6 +23,7 @@ from daw_bridge.settings import Settings, is_loopback
 from daw_bridge.storage import Storage, atomic_write_bytes
 from daw_bridge.worker import EngineWorker
 from daw_bridge.ws import WebSocketServer
+from protocol.errors import InvalidArgument
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +42,11 @@ class Daemon:
         settings.check()
         self.settings = settings
         self.storage = Storage(settings.data_dir)
+        self._lock_fd = self.storage.lock()  # one daemon per data directory
+        self.storage.remove_stale_temp_files()
         self.token = settings.token or self.storage.load_or_create_token()
         self.journal = Journal(self.storage.journal_path)
-        kwargs: dict[str, Any] = {"threads": settings.threads}
+        kwargs: dict[str, Any] = {"threads": settings.threads, "device": settings.device}
         if worker_runner:
             kwargs["runner"] = worker_runner
         self.worker = EngineWorker(settings.model, **kwargs)
@@ -51,14 +55,37 @@ class Daemon:
         self.osc: OscServer | None = None
         self.endpoints_path = self.storage.root / "endpoints.json"
 
+    def check_ports(self) -> None:
+        """Fail fast (before the model loads) when a configured port is taken; the real bind re-checks."""
+        checks = [(socket.SOCK_STREAM, self.settings.host, self.settings.ws_port, "WebSocket clients on")]
+        if self.settings.osc_port is not None:
+            checks.append((socket.SOCK_DGRAM, self.settings.osc_host or "127.0.0.1", self.settings.osc_port,
+                           "OSC on udp"))
+        for kind, host, port, what in checks:
+            if not port:
+                continue
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            with socket.socket(family, kind) as probe:
+                if kind == socket.SOCK_STREAM:
+                    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    probe.bind((host, port))
+                except OSError as exc:
+                    raise InvalidArgument(f"cannot listen for {what} {host}:{port}: {exc.strerror or exc}") from None
+
     async def start(self) -> None:
         try:
+            self.check_ports()
             info = await self.worker.start()
         except BaseException:
             self.journal.close()
             raise
         self.dispatcher.start()
-        await self.ws.start()
+        try:
+            await self.ws.start()
+        except OSError as exc:
+            raise InvalidArgument(f"cannot listen for WebSocket clients on {self.settings.host}:"
+                                  f"{self.settings.ws_port}: {exc.strerror or exc}") from None
         from daw_bridge.looplag import LoopLagProbe  # stats hook (GET /stats) for `stemforge bench bridge`
 
         self.loop_lag = LoopLagProbe().start()
@@ -66,7 +93,14 @@ class Daemon:
         if self.settings.osc_port is not None:
             osc_host = self.settings.osc_host or "127.0.0.1"
             self.osc = OscServer(self.dispatcher, osc_host, self.settings.osc_port, self.settings.osc_reply_port)
-            await self.osc.start()
+            try:
+                await self.osc.start()
+            except OSError as exc:
+                self.osc = None
+                raise InvalidArgument(f"cannot listen for OSC on udp {osc_host}:{self.settings.osc_port}: "
+                                      f"{exc.strerror or exc}") from None
+        devices = await self.dispatcher.transfers.devices()  # initialise PortAudio now, not in the first audition
+        log.info("audio outputs: %s", ", ".join(d.name for d in devices) or "none")
         self._log_endpoints(info)
         from daw_bridge.webpage import install_webpage  # issue 6: the web studio page, GET / on this port
 
@@ -87,11 +121,15 @@ class Daemon:
                      else "replies to the sender")
             log.info("  OSC        udp://%s:%d (%s)", self.osc.host, self.osc.port, reply)
         log.info("  data dir   %s", self.storage.root)
-        log.info("  model      %s %s, hash %s: %s", info.get("name"), info.get("path"), info.get("hash"), kind)
+        log.info("  model      %s %s on %s, hash %s: %s", info.get("name"), info.get("path"), info.get("device"),
+                 info.get("hash"), kind)
         if self.settings.allow_dirs:
             log.info("  allowed folders for host paths: %s", ", ".join(str(p) for p in self.settings.allow_dirs))
         if not is_loopback(self.settings.host):
             log.warning("the WebSocket server listens on %s, reachable from other machines", self.settings.host)
+        if self.osc and not is_loopback(self.osc.host):
+            log.warning("the OSC server listens on %s: anyone who can reach it can queue jobs (OSC has no token)",
+                        self.osc.host)
 
     async def stop(self) -> None:
         log.info("shutting down")
@@ -107,6 +145,7 @@ class Daemon:
             self.endpoints_path.unlink()
         except FileNotFoundError:
             pass
+        os.close(self._lock_fd)
         log.info("stopped")
 
 

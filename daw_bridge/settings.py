@@ -33,6 +33,7 @@ class Settings:
     limits: Limits = Limits()
     max_upload_bytes: int = 256 << 20  # PCM bytes of one upload (all chunks)
     threads: int | None = None  # torch threads in the worker
+    device: str | None = None  # "cpu", "cuda", "cuda:1"; None = CUDA when available
     default_session_seconds: float = DEFAULT_SESSION_SECONDS
     max_attempts: int = 3  # a job interrupted by this many daemon restarts is failed
 

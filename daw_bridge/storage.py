@@ -131,6 +131,37 @@ class Storage:
     def uploads_dir(self, session_id: str) -> Path:
         return self.session_dir(session_id) / "uploads"
 
+    def remove_stale_temp_files(self) -> int:
+        """Delete temp files a killed daemon left behind (never complete files: those were renamed)."""
+        count = 0
+        for tmp in self.root.rglob(".*.tmp"):
+            try:
+                tmp.unlink()
+                count += 1
+            except OSError as exc:
+                log.warning("cannot remove stale temp file %s: %s", tmp, exc)
+        if count:
+            log.info("removed %d temp file(s) left by an interrupted write", count)
+        return count
+
+    def lock(self) -> int:
+        """Hold ``daemon.lock`` (flock) for this process's lifetime: one daemon per data directory, or the
+        journal's jobs would run twice. Returns the descriptor; closing it (or exiting) releases the lock."""
+        import fcntl
+
+        path = self.root / "daemon.lock"
+        fd = os.open(str(path), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise InvalidArgument(f"the data directory {self.root} is in use by another stemforge daemon "
+                                  f"(pid {owner}); stop it or use --data-dir") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        return fd
+
     # ---- token ---------------------------------------------------------------------------------
     def load_or_create_token(self) -> str:
         """The WebSocket token: read from ``token`` or generated once (``secrets.token_urlsafe``), mode 0600."""

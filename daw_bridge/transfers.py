@@ -39,7 +39,21 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_OPEN_UPLOADS = 4  # per peer
+MAX_BUFFERED_UPLOAD_FACTOR = 4  # all open uploads together: at most 4 x the single-upload limit in memory
 DEFAULT_CHUNK_FRAMES = 48_000
+AUDIO_CALL_TIMEOUT = 15.0  # seconds a PortAudio call may take before the request fails
+
+
+async def _audio_call(fn: Any, what: str) -> Any:
+    """Run a (blocking) PortAudio call off the loop; a device that hangs fails the request, not the daemon."""
+    loop = asyncio.get_running_loop()
+    try:
+        return await asyncio.wait_for(loop.run_in_executor(None, fn), AUDIO_CALL_TIMEOUT)
+    except asyncio.TimeoutError:
+        log.error("audio output did not answer %s within %.0f s", what, AUDIO_CALL_TIMEOUT)
+        raise AudioDeviceError(f"the audio output did not answer ({what}) within {AUDIO_CALL_TIMEOUT:g} s") from None
+    except OSError as exc:  # PortAudio library missing
+        raise AudioDeviceError(f"no audio output available: {exc}") from None
 
 
 class Transfers:
@@ -75,6 +89,11 @@ class Transfers:
         if size > self.d.settings.max_upload_bytes:
             raise MessageTooLarge(f"upload of {size} bytes exceeds the limit of {self.d.settings.max_upload_bytes}",
                                   limit=self.d.settings.max_upload_bytes)
+        buffered = sum(e[0].frames * e[0].channels * bytes_per_sample(e[0].sample_format)
+                       for p in self.d.peers for e in p.uploads.values())
+        if buffered + size > MAX_BUFFERED_UPLOAD_FACTOR * self.d.settings.max_upload_bytes:
+            raise LimitExceeded(f"{buffered} bytes of uploads are in flight; try again when they finish",
+                                limit=MAX_BUFFERED_UPLOAD_FACTOR * self.d.settings.max_upload_bytes)
         if len(peer.uploads) >= MAX_OPEN_UPLOADS:
             raise LimitExceeded(f"{len(peer.uploads)} uploads are already open on this connection "
                                 f"(limit {MAX_OPEN_UPLOADS})", limit=MAX_OPEN_UPLOADS)
@@ -216,7 +235,7 @@ class Transfers:
         from daw_bridge.audition import Audition
 
         try:
-            devs = await asyncio.get_running_loop().run_in_executor(None, Audition.devices)
+            devs = await _audio_call(Audition.devices, "listing devices")
         except Exception as exc:  # noqa: BLE001 - no PortAudio, no devices: still serve info
             log.debug("no audio devices: %s", exc)
             return ()
@@ -267,21 +286,41 @@ class Transfers:
             from daw_bridge.audition import Audition
 
             self._audition = Audition()
-        device = msg.device
+        device, audition = msg.device, self._audition
+
+        started = asyncio.Event()  # audition.stopped must follow audition.started, even for a short sound
+        state = {"started": False}
+
+        async def send_stopped(reason: str) -> None:
+            await started.wait()
+            if state["started"]:
+                await peer.send(m.AuditionStopped(id=msg.id, audition_id=aid,
+                                                  reason="ended" if reason == "ended" else "stopped"))
+
+        def on_end(reason: str) -> None:  # PortAudio / helper thread
+            try:
+                loop.call_soon_threadsafe(lambda: self.d.spawn(send_stopped(reason)))
+            except RuntimeError:  # loop closed: the daemon is shutting down
+                pass
+
         try:
-            dev = await loop.run_in_executor(None, lambda: self._audition.play(audio, device=device, loop=span))
-        except AudioDeviceError:
-            raise
-        except OSError as exc:  # PortAudio library missing
-            raise AudioDeviceError(f"no audio output available: {exc}") from None
+            dev = await _audio_call(lambda: audition.play(audio, device=device, loop=span, on_end=on_end), "play")
+            state["started"] = True
+        finally:
+            if not state["started"]:
+                started.set()
         self._audition_id = aid
-        await peer.send(m.AuditionStarted(id=msg.id, audition_id=aid, destination="host", device=str(dev.get("name")),
-                                          frames=audio.shape[1], loop_start=None if span is None else span[0] + origin,
-                                          loop_end=None if span is None else span[1] + origin))
+        try:
+            await peer.send(m.AuditionStarted(id=msg.id, audition_id=aid, destination="host",
+                                              device=str(dev.get("name")), frames=audio.shape[1],
+                                              loop_start=None if span is None else span[0] + origin,
+                                              loop_end=None if span is None else span[1] + origin))
+        finally:
+            started.set()
 
     async def _audition_stop(self, peer: "Peer", msg: m.AuditionStop) -> None:
         if self._audition is not None:
-            await asyncio.get_running_loop().run_in_executor(None, self._audition.stop)
+            await _audio_call(self._audition.stop, "stop")
         await peer.send(m.Ok(id=msg.id, request=msg.TYPE))
 
 

@@ -101,14 +101,16 @@ def encode_samples(audio: np.ndarray, subtype: str) -> bytes:
 
 def decode_samples(payload: bytes, sample_format: str, channels: int) -> np.ndarray:
     """Interleaved little-endian PCM -> (C, N) float32 (the inverse of :func:`encode_samples`)."""
+    width = {"float32": 4, "pcm24": 3, "pcm16": 2}.get(sample_format)
+    if width is not None and len(payload) % (width * max(channels, 1)):
+        raise InvalidAudio(f"{len(payload)} bytes of {sample_format} are not a whole number of "
+                           f"{channels}-channel frames")
     if sample_format == "float32":
         flat = np.frombuffer(payload, dtype="<f4").astype(np.float32)
     elif sample_format == "pcm16":
         flat = np.frombuffer(payload, dtype="<i2").astype(np.float32) / PCM_SCALE["pcm16"]
     elif sample_format == "pcm24":
         raw = np.frombuffer(payload, dtype=np.uint8)
-        if raw.size % 3:
-            raise InvalidAudio(f"24-bit PCM of {raw.size} bytes is not a whole number of samples")
         b = raw.reshape(-1, 3).astype(np.int32)
         ints = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)
         ints = np.where(ints >= 1 << 23, ints - (1 << 24), ints)

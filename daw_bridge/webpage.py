@@ -11,7 +11,8 @@ everything it does goes through protocol v1 on the WebSocket of the same origin,
 The static files hold no secret, so they are served without the token; the page reads the token from
 its own URL (``/?token=...``, the URL the daemon logs at startup, as Jupyter does) and sends it on the
 WebSocket handshake, which is where the daemon checks it. Files are read on each request (they are
-small), so an edited page needs only a reload.
+small), so an edited page needs only a reload (a new file needs a daemon restart: routes are exact paths
+registered at startup).
 """
 
 from __future__ import annotations

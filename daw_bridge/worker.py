@@ -8,7 +8,7 @@ started with the ``spawn`` context) talk over one :func:`multiprocessing.Pipe` w
                       ("progress", seq, step, total, stage)
                       ("done", seq, result)               ("failed", seq, code, message, details)
 
-The child loads the model once through a *runner* module (``load(model) -> (state, info)`` and
+The child loads the model once through a *runner* module (``load(model, threads, device) -> (state, info)`` and
 ``run(state, payload, progress) -> result``; the real one is :mod:`daw_bridge.engine_runner`).
 Progress is rate-limited in the child (at most ``PROGRESS_HZ`` per second, plus the last step).
 Cancel is a shared integer holding the sequence number of the job to cancel; the progress callback,
@@ -56,13 +56,14 @@ def _die_with_parent() -> None:
         pass
 
 
-def _child_main(conn: Connection, cancel: Any, runner_name: str, model: str | None, threads: int | None) -> None:
+def _child_main(conn: Connection, cancel: Any, runner_name: str, model: str | None, threads: int | None,
+                device: str | None) -> None:
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the daemon, which stops us cleanly
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s worker %(name)s: %(message)s")
     try:
         runner = importlib.import_module(runner_name)
-        state, info = runner.load(model, threads)
+        state, info = runner.load(model, threads, device)
     except StemforgeError as exc:
         conn.send(("load_failed", exc.code, exc.message))
         return
@@ -91,7 +92,9 @@ def _child_main(conn: Connection, cancel: Any, runner_name: str, model: str | No
                 conn.send(("progress", _seq, int(step), int(total), stage))
 
         try:
-            result = runner.run(state, payload, progress)
+            from daw_bridge.concept_jobs import run_in_worker  # concept.train, or <NAME> concepts applied
+
+            result = run_in_worker(runner, state, payload, progress)
             if cancel.value == seq:
                 raise JobCancelled(f"job {job_id} cancelled", job_id=job_id)
             conn.send(("done", seq, result))
@@ -110,10 +113,11 @@ def _child_main(conn: Connection, cancel: Any, runner_name: str, model: str | No
 class EngineWorker:
     """Owns the worker process; runs one job at a time (the job queue serialises calls to :meth:`run`)."""
 
-    def __init__(self, model: str | None = None, *, threads: int | None = None, runner: str = DEFAULT_RUNNER,
-                 load_timeout: float = 900.0) -> None:
+    def __init__(self, model: str | None = None, *, threads: int | None = None, device: str | None = None,
+                 runner: str = DEFAULT_RUNNER, load_timeout: float = 900.0) -> None:
         self.model = model
         self.threads = threads
+        self.device = device
         self.runner = runner
         self.load_timeout = load_timeout
         self.info: dict[str, Any] = {}
@@ -130,6 +134,7 @@ class EngineWorker:
         self._stopping = False
         self._load_failures = 0
         self._run_lock = asyncio.Lock()
+        self.payload_extra: dict[str, Any] = {}  # merged into every payload (e.g. concepts_dir, set by concept_jobs)
 
     # ---- lifecycle -----------------------------------------------------------------------------
     @property
@@ -156,7 +161,8 @@ class EngineWorker:
         self._generation += 1
         parent, child = self._ctx.Pipe(duplex=True)
         proc = self._ctx.Process(target=_child_main, name="stemforge-engine",
-                                 args=(child, self._cancel, self.runner, self.model, self.threads), daemon=True)
+                                 args=(child, self._cancel, self.runner, self.model, self.threads, self.device),
+                                 daemon=True)
         proc.start()
         child.close()  # the parent must not hold the child's end, or EOF never comes
         self._proc, self._conn = proc, parent
@@ -276,7 +282,8 @@ class EngineWorker:
                 conn = self._conn
                 assert conn is not None
                 try:
-                    await loop.run_in_executor(None, conn.send, ("run", seq, job_id, payload))
+                    message = ("run", seq, job_id, {**self.payload_extra, **payload})
+                    await loop.run_in_executor(None, conn.send, message)
                 except (OSError, ValueError) as exc:
                     if not fut.done():
                         fut.set_exception(WorkerCrashed(f"cannot send job {job_id} to the engine worker: {exc}"))

@@ -54,16 +54,19 @@ class WsPeer(Peer):
         self._lock = asyncio.Lock()  # FIFO: events keep their order
 
     async def send(self, msg: Message) -> None:
-        if self.closed:
-            return
-        async with self._lock:
-            await self.conn.send(encode(msg))
+        await self._send(encode(msg))
 
     async def send_binary(self, data: bytes) -> None:
+        await self._send(data)
+
+    async def _send(self, data: str | bytes) -> None:
         if self.closed:
             return
         async with self._lock:
-            await self.conn.send(data)
+            try:
+                await self.conn.send(data)
+            except ConnectionClosed:
+                self.closed = True  # the client left; its jobs go on (results stay in the journal)
 
 
 def split_host(value: str) -> str:

@@ -21,7 +21,6 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-import torch
 from torch import Tensor, nn
 
 from protocol.errors import CheckpointNotFound, ConfigMismatch, ModelError

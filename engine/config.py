@@ -152,13 +152,14 @@ _NESTED = {
 
 
 def tiny() -> ModelConfig:
-    """The embedded default: a ~8.8M-parameter U-Net (4 levels, stride 8, attention at the two lowest rates)
-    that trains on a 2-core CPU; MiniLM text states (384-d), 32-d latent whitened to 30."""
+    """The embedded default: a ~9.5M-parameter U-Net (4 levels, stride 8, attention at the two lowest rates)
+    that trains on a 2-core CPU; MiniLM text states (384-d), 32-d latent whitened to 30. U-Net level 0 is at
+    least as wide as its k*D = 120 output channels (every stem's eps passes through it)."""
     return ModelConfig(
         # frame-rate autoencoder sized for CPU training (~5.9M params, ~23 MB fp32): shallow encoder, deeper decoder
         autoencoder=AutoencoderConfig(hidden=256, encoder_depth=2, decoder_depth=8),
         unet=UNetConfig(
-            channels=(48, 96, 192, 256),
+            channels=(128, 128, 192, 256),
             blocks_per_level=1,
             attention_levels=(False, False, True, True),
             heads=4,
@@ -177,7 +178,7 @@ def jen1_composer() -> ModelConfig:
         segment_seconds=10.0,
         autoencoder=AutoencoderConfig(latent_dim=128, hidden=768, encoder_depth=8, decoder_depth=12),
         unet=UNetConfig(
-            channels=(448, 896, 1344, 1856),  # 751M U-Net parameters (papers: 746M)
+            channels=(512, 1024, 1536, 1648),  # 748M U-Net parameters (papers: 746M); level 0 >= k*D outputs
             blocks_per_level=2,
             attention_levels=(False, True, True, True),
             heads=16,

@@ -25,7 +25,7 @@ from engine import checkpoint as ckpt
 from engine.config import AutoencoderConfig, ModelConfig, get_config
 from engine.models.unet import OmniUNet1d
 from engine.models.whitening import LatentWhitening
-from protocol.errors import ConfigMismatch, InvalidAudio
+from protocol.errors import CheckpointNotFound, ConfigMismatch, InvalidAudio
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ class StemforgeModel:
         directory = ckpt.resolve_checkpoint(path_or_hub_id, local_files_only=local_files_only)
         for name in ckpt.REQUIRED_FILES:
             if not (directory / name).is_file():
-                raise ckpt.CheckpointNotFound(f"checkpoint {directory} lacks {name}", file=str(directory / name))
+                raise CheckpointNotFound(f"checkpoint {directory} lacks {name}", file=str(directory / name))
         cfg = ModelConfig.from_dict(ckpt.read_json(directory / ckpt.CONFIG_FILE))
         meta = ckpt.read_json(directory / ckpt.META_FILE) if (directory / ckpt.META_FILE).is_file() else {}
         with torch.random.fork_rng(devices=[]):  # built on CPU (non-persistent buffers such as STFT windows
@@ -144,7 +144,8 @@ class StemforgeModel:
 
     @classmethod
     def load(cls, spec: str | Path | None = None, *, device: str | torch.device = "cpu") -> "StemforgeModel":
-        """CLI helper for ``--model PATH|CONFIG``: None -> default(); a config name -> random init; else a checkpoint."""
+        """CLI helper for ``--model PATH|CONFIG``: None -> default(); a config name -> random init;
+        anything else -> a checkpoint folder or hub id."""
         if spec is None or str(spec) == "":
             return cls.default(device=device)
         from engine.config import CONFIGS
@@ -333,7 +334,7 @@ def load_autoencoder_export(directory: str | Path) -> tuple[AutoencoderConfig, d
     elif (directory / ckpt.CONFIG_FILE).is_file():
         data = ckpt.read_json(directory / ckpt.CONFIG_FILE).get("autoencoder", {})
     else:
-        raise ckpt.CheckpointNotFound(f"autoencoder export {directory} has neither {ckpt.AUTOENCODER_CONFIG_FILE} "
+        raise CheckpointNotFound(f"autoencoder export {directory} has neither {ckpt.AUTOENCODER_CONFIG_FILE} "
                                       f"nor {ckpt.CONFIG_FILE}", file=str(directory / ckpt.AUTOENCODER_CONFIG_FILE))
     try:
         ae_cfg = AutoencoderConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})

@@ -113,6 +113,8 @@ class Job:
 
     async def _recover(self) -> Message | None:
         """After a reconnect the job's events went to the old connection: ask the journal."""
+        if self.client.gave_up:
+            raise ConnectionLost(f"lost the daemon while waiting for job {self.job_id}", job_id=self.job_id)
         if self.generation == self.client.generation or not self.client.connected:
             return None
         jobs = await self.client.jobs(session_id=self.accepted.session_id)
@@ -167,6 +169,15 @@ class StemforgeClient(TransferMixin):
     @property
     def connected(self) -> bool:
         return self._ws is not None
+
+    @property
+    def gave_up(self) -> bool:
+        """Disconnected for good: closed, reconnection off, or the reconnect attempts ran out."""
+        if self._ws is not None:
+            return False
+        if self._closing or not self.reconnect:
+            return True
+        return self._reconnector is not None and self._reconnector.done()
 
     async def __aenter__(self) -> StemforgeClient:
         await self.connect()

@@ -180,23 +180,23 @@ class TransferMixin:
     # public ---------------------------------------------------------------------------------------
     async def download(self, take_id: str, sample_format: SampleFormat = "float32", chunk_frames: int = SAMPLE_RATE,
                        path: str | Path | None = None, on_progress: Progress | None = None,
-                       timeout: float | None = None) -> Download:
-        """Fetch a take's audio; checks CRC per chunk, frame counts and the sha256. Optionally writes a WAV.
-
-        A download cut by a lost connection is started again once on the new connection."""
+                       timeout: float | None = None, verify: bool = True) -> Download:
+        """Fetch a take's audio; checks CRC per chunk, frame counts and (``verify``) the sha256.
+        Optionally writes a WAV. A download cut by a lost connection is started again once."""
         from clients.python.connection import ConnectionLost
 
+        args = (take_id, sample_format, chunk_frames, path, on_progress, timeout, verify)
         try:
-            return await self._download_once(take_id, sample_format, chunk_frames, path, on_progress, timeout)
+            return await self._download_once(*args)
         except ConnectionLost:
             if not getattr(self, "reconnect", False):
                 raise
             logger.info("download of %s interrupted by a lost connection; retrying once", take_id)
-            return await self._download_once(take_id, sample_format, chunk_frames, path, on_progress, timeout)
+            return await self._download_once(*args)
 
     async def _download_once(self, take_id: str, sample_format: SampleFormat, chunk_frames: int,
                              path: str | Path | None, on_progress: Progress | None,
-                             timeout: float | None) -> Download:
+                             timeout: float | None, verify: bool) -> Download:
         begin = await self.request(m.Download(take_id=take_id, sample_format=sample_format,
                                               chunk_frames=chunk_frames))
         transfer = self._transfers[begin.transfer_id]
@@ -226,7 +226,7 @@ class TransferMixin:
         pcm = asm.finish()
         audio = decode_pcm(pcm, begin.channels, begin.sample_format)
         pcm_sha = hashlib.sha256(pcm).hexdigest()
-        verified = await self._verify(take_id, begin, pcm_sha, audio)
+        verified = await self._verify(take_id, begin, pcm_sha, audio) if verify else False
         result = Download(take_id=take_id, audio=audio, sample_rate=begin.sample_rate,
                           sample_format=begin.sample_format, frames=begin.frames, sha256=begin.sha256,
                           pcm_sha256=pcm_sha, verified=verified)

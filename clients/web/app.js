@@ -5,6 +5,7 @@
 import { Connection, DaemonError } from "./connection.js";
 import { Lanes, MIX } from "./lanes.js";
 import { Player } from "./player.js";
+import { laneSegments, timelineEnd } from "./timeline.js";
 import { mixTakes } from "./waveform.js";
 import { SAMPLE_RATE, barBeat, beatQuarterNotes, samplesToQuarterNotes, wavBlob } from "./wire.js";
 
@@ -131,11 +132,7 @@ async function followJobs() {
 }
 
 // ---- session -----------------------------------------------------------------------------------
-function totalSamples(session) {
-  let total = session.length_samples;
-  for (const st of session.stems) for (const t of st.takes) if (t.take_id === st.active_take_id) total = Math.max(total, t.start_sample + t.frames);
-  return total;
-}
+const totalSamples = timelineEnd;
 
 function applySession(session) {
   const changedSession = !state.session || state.session.session_id !== session.session_id;
@@ -172,23 +169,30 @@ function takeAudio(takeId) {
   return state.takes.get(takeId);
 }
 
+/** Download (once) what every lane needs and place it on the timeline: lanes, mix and player. */
 async function loadAudio() {
   const session = state.session;
   const total = totalSamples(session);
   const jobs = session.stems.map(async (st) => {
-    const take = st.takes.find((t) => t.take_id === st.active_take_id);
-    if (!take) {
+    const segments = laneSegments(st);
+    if (segments.length === 0) {
       state.loaded.delete(st.name);
       player.removeLane(st.name);
       return;
     }
+    const key = segments.map((g) => `${g.take.take_id}:${g.start}-${g.end}`).join(",");
     const have = state.loaded.get(st.name);
-    if (have && have.takeId === take.take_id && have.total === total) return;
-    const audio = await takeAudio(take.take_id);
+    if (have && have.key === key && have.total === total) return;
+    const audio = await Promise.all(segments.map((g) => takeAudio(g.take.take_id)));
     if (state.session !== session) return;
-    state.loaded.set(st.name, { channels: audio.channels, startSample: take.start_sample, takeId: take.take_id, total });
-    lanes.setAudio(st.name, audio.channels, take.start_sample, take.take_id);
-    player.setLane(st.name, audio.channels[0], audio.channels[1], take.start_sample, total);
+    const channels = [new Float32Array(total), new Float32Array(total)];
+    segments.forEach((g, i) => {
+      const from = g.start - g.take.start_sample;
+      for (let c = 0; c < 2; c++) channels[c].set(audio[i].channels[c].subarray(from, from + g.end - g.start), g.start);
+    });
+    state.loaded.set(st.name, { channels, startSample: 0, takeId: st.active_take_id, key, total });
+    lanes.setAudio(st.name, channels, 0, st.active_take_id);
+    player.setLane(st.name, channels[0], channels[1], 0, total);
   });
   const results = await Promise.allSettled(jobs);
   for (const r of results) if (r.status === "rejected") showError(r.reason);

@@ -37,6 +37,10 @@ export function drawLane(canvas, { channels, startSample, totalSamples, session,
   const [left, right] = channels;
   const perPx = totalSamples / w;
   const mid = h / 2;
+  // quiet takes (an untrained model's, a soft pad) are drawn magnified to fill the lane; the label
+  // says by how much, and the true peak level
+  const peak = peakOf(left, right);
+  const zoom = peak > 0 ? Math.min(0.95 / peak, 10000) : 1;
   ctx.fillStyle = laneColor(stem);
   let drawnColumns = 0;
   for (let x = 0; x < w; x++) {
@@ -52,12 +56,27 @@ export function drawLane(canvas, { channels, startSample, totalSamples, session,
       if (v > hi) hi = v;
     }
     if (lo === Infinity) continue;
-    const y0 = mid - Math.max(-1, Math.min(1, hi)) * (mid - 1);
-    const y1 = mid - Math.max(-1, Math.min(1, lo)) * (mid - 1);
+    const y0 = mid - Math.max(-1, Math.min(1, hi * zoom)) * (mid - 1);
+    const y1 = mid - Math.max(-1, Math.min(1, lo * zoom)) * (mid - 1);
     ctx.fillRect(x, y0, 1, Math.max(1, y1 - y0));
     drawnColumns++;
   }
+  const ratio = window.devicePixelRatio || 1;
+  ctx.font = `${11 * ratio}px system-ui, sans-serif`;
+  ctx.fillStyle = "#8a93a0";
+  const db = peak > 0 ? `${(20 * Math.log10(peak)).toFixed(1)} dBFS` : "silent";
+  ctx.fillText(`peak ${db}${zoom > 1.05 ? ` · view ×${zoom < 10 ? zoom.toFixed(1) : Math.round(zoom)}` : ""}`, 6 * ratio, 14 * ratio);
   return drawnColumns;
+}
+
+/** Largest |sample| of the mono sum (what the lane draws). */
+export function peakOf(left, right) {
+  let peak = 0;
+  for (let i = 0; i < left.length; i++) {
+    const v = Math.abs(0.5 * (left[i] + right[i]));
+    if (v > peak) peak = v;
+  }
+  return peak;
 }
 
 function drawGrid(ctx, w, h, totalSamples, session) {

@@ -84,6 +84,33 @@ def count_flops(unet, inputs) -> int:
     return int(counter.get_total_flops())
 
 
+def bench_unet_flops(cfg, device, dtype, steps: int, repeats: int, device_name: str) -> dict[str, Any]:
+    """A freshly built U-Net of ``cfg`` in ``dtype``: one guided step (batch 2, ``segment_seconds`` of frames),
+    its FLOPs (torch.utils.flop_counter), achieved TFLOP/s and the fraction of the device's bf16 peak."""
+    import torch
+
+    from engine.config import HOP, SAMPLE_RATE
+    from engine.models.unet import OmniUNet1d
+
+    with torch.device(device):
+        unet = OmniUNet1d(cfg).to(dtype).eval()
+    frames = -(-int(round(cfg.segment_seconds * SAMPLE_RATE)) // HOP)
+    inputs = unet_inputs(cfg, frames, 2, device, dtype)
+    cuda = getattr(device, "type", str(device)) == "cuda"
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    seconds = time_unet(unet, inputs, device, repeats)
+    flops = count_flops(unet, inputs)
+    peak = device_peak_tflops(device_name)
+    achieved = flops / seconds / 1e12
+    return {"params": sum(p.numel() for p in unet.parameters()), "dtype": str(dtype).replace("torch.", ""),
+            "seconds_audio": cfg.segment_seconds, "batch": 2, "frames": frames, "s_per_guided_step": seconds,
+            "gflop_per_step": flops / 1e9, "achieved_tflops": achieved, "device_peak_tflops": peak,
+            "fraction_of_peak": achieved / peak if peak else None,
+            "rtf_at_steps": cfg.segment_seconds / (seconds * steps),
+            "cuda_max_allocated_mib": torch.cuda.max_memory_allocated() / 2**20 if cuda else None}
+
+
 def bench_pipeline(model, seconds: float, steps: int, sampler: str, cfg_scale: float) -> dict[str, Any]:
     from engine.audio import num_samples
     from engine.pipeline import GenerationRequest, run_pipeline
@@ -142,24 +169,8 @@ def cmd_bench_engine(args: argparse.Namespace) -> int:
 
     # 4. GPU only: jen1-composer U-Net in bf16, achieved TFLOP/s vs the device peak
     if device.type == "cuda" and not args.skip_large:
-        from engine.models.unet import OmniUNet1d
-
-        big_cfg = get_config("jen1-composer")
-        with torch.device(device):
-            big = OmniUNet1d(big_cfg).to(torch.bfloat16).eval()
-        big_frames = -(-int(round(big_cfg.segment_seconds * SAMPLE_RATE)) // HOP)
-        big_in = unet_inputs(big_cfg, big_frames, 2, device, torch.bfloat16)
-        torch.cuda.reset_peak_memory_stats()
-        t_big = time_unet(big, big_in, device, args.repeats)
-        flops = count_flops(big, big_in)
-        peak = device_peak_tflops(report["device"])
-        report["jen1_composer"] = {
-            "params": sum(p.numel() for p in big.parameters()), "seconds_audio": big_cfg.segment_seconds,
-            "batch": 2, "frames": big_frames, "s_per_guided_step": t_big, "gflop_per_step": flops / 1e9,
-            "achieved_tflops": flops / t_big / 1e12, "device_peak_tflops": peak,
-            "fraction_of_peak": (flops / t_big / 1e12 / peak) if peak else None,
-            "rtf_at_steps": big_cfg.segment_seconds / (t_big * args.steps),
-            "cuda_max_allocated_mib": torch.cuda.max_memory_allocated() / 2**20}
+        report["jen1_composer"] = bench_unet_flops(get_config("jen1-composer"), device, torch.bfloat16,
+                                                   args.steps, args.repeats, report["device"])
 
     if args.json:
         print(json.dumps(report, indent=2))
@@ -181,7 +192,7 @@ def cmd_bench_engine(args: argparse.Namespace) -> int:
         print(f"  jen1-composer U-Net bf16 ({j['params'] / 1e6:.0f} M params, batch 2 x {j['frames']} frames): "
               f"{j['s_per_guided_step']:.4f} s/step, {j['gflop_per_step']:.0f} GFLOP/step, "
               f"{j['achieved_tflops']:.1f} TFLOP/s ({frac}), RTF at {args.steps} steps {j['rtf_at_steps']:.2f}, "
-              f"CUDA max allocated {j['cuda_max_allocated_mib']:.0f} MiB")
+              f"CUDA max allocated {j['cuda_max_allocated_mib'] or 0:.0f} MiB")
     return 0
 
 

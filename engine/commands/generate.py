@@ -105,7 +105,7 @@ def write_result(out_dir: str | Path, result, extra: dict[str, Any]) -> Path:
 def run_and_write(model, request, out_dir: str, extra: dict[str, Any]) -> int:
     from tqdm import tqdm
 
-    from engine.pipeline import run_pipeline
+    from engine.concepts.apply import run_with_concepts  # <NAME> concept references in the prompt
 
     bar = tqdm(total=request.steps, desc=request.task, unit="step", disable=not sys.stderr.isatty(), leave=False)
 
@@ -113,13 +113,14 @@ def run_and_write(model, request, out_dir: str, extra: dict[str, Any]) -> int:
         bar.update(step - bar.n)
 
     try:
-        result = run_pipeline(model, request, progress)
+        result = run_with_concepts(model, request, progress)
     finally:
         bar.close()
     out = write_result(out_dir, result, extra)
     m = result.manifest
-    print(f"{request.task}: {', '.join(m['stems'])} -> {out} ({m['frames']} frames, {m['seconds']:.3f} s, "
-          f"seed {result.seed}, {m['steps']} steps {m['sampler']}, cfg {m['cfg']})")
+    print(f"{request.task}: generated {', '.join(m['stems_generated'])}; wrote {', '.join(m['stems'])} and mix to "
+          f"{out} ({m['frames']} frames, {m['seconds']:.3f} s, seed {result.seed}, {m['steps']} steps {m['sampler']}, "
+          f"cfg {m['cfg']})")
     return 0
 
 

@@ -32,6 +32,13 @@ def register(sub: argparse._SubParsersAction, groups: dict[str, argparse._SubPar
     r.add_argument("dir", help="a directory written by `stemforge studio render`")
     r.set_defaults(func=_recaption)
 
+    d = studio.add_parser("separate", help="split full mixes into bass/drums/instrument/melody stem folders "
+                                           "(Hybrid Demucs; needs its weights)")
+    d.add_argument("mixes", help="folder of mix files")
+    d.add_argument("out", help="output root: OUT/<song>/{bass,drums,instrument,melody}.wav")
+    d.add_argument("--weights", default=None, help="local hdemucs_high_trained.pt (default: torchaudio download)")
+    d.set_defaults(func=_separate)
+
     q = studio.add_parser("programs", help="list the genres and the GM programs held out of training")
     q.set_defaults(func=_programs)
 
@@ -58,6 +65,14 @@ def _recaption(args: argparse.Namespace) -> int:
     from engine.data.studio.render import recaption_corpus
 
     print(f"recaptioned {recaption_corpus(args.dir)} items in {args.dir}")
+    return 0
+
+
+def _separate(args: argparse.Namespace) -> int:
+    from engine.data.separate import separate_folder
+
+    done = separate_folder(args.mixes, args.out, args.weights)
+    print(f"separated {len(done)} mixes into {args.out}")
     return 0
 
 

@@ -25,6 +25,7 @@ def register(sub: Any, groups: dict[str, argparse._SubParsersAction]) -> None:
     ae.add_argument("--threads", type=int, default=2, help="CPU threads for torch (0 = torch default)")
     ae.add_argument("--seed", type=int, default=0)
     ae.add_argument("--ema-decay", type=float, default=0.995)
+    ae.add_argument("--wave-weight", type=float, default=1.0, help="weight of the waveform L1 loss")
     ae.add_argument("--ckpt-minutes", type=float, default=5.0, help="checkpoint every N minutes")
     ae.add_argument("--eval-minutes", type=float, default=5.0, help="held-out evaluation every N minutes")
     ae.add_argument("--eval-clips", type=int, default=6)
@@ -51,7 +52,7 @@ def _train_autoencoder(args: argparse.Namespace) -> int:
 
     opts = TrainOptions(data=args.data, out=args.out, config=args.config, steps=args.steps, batch=args.batch,
                         seconds=args.seconds, lr=args.lr, device=args.device, threads=args.threads, seed=args.seed,
-                        ema_decay=args.ema_decay, ckpt_minutes=args.ckpt_minutes, eval_minutes=args.eval_minutes,
+                        ema_decay=args.ema_decay, wave_weight=args.wave_weight, ckpt_minutes=args.ckpt_minutes, eval_minutes=args.eval_minutes,
                         eval_clips=args.eval_clips, heldout=args.heldout, resume=args.resume)
     result = AutoencoderTrainer(opts).run()
     print("final:", " ".join(f"{k}={v:.4g}" for k, v in sorted(result.items())))

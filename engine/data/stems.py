@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.audio import AUDIO_EXTENSIONS, load_audio, num_samples
-from engine.config import DEFAULT_STEMS
+from engine.config import DEFAULT_STEMS, SAMPLE_RATE
 from engine.data.segments import Segment, is_silent, plan_segments, random_segment, slice_aligned
 from protocol.errors import InvalidArgument, InvalidAudio
 
@@ -56,7 +56,7 @@ def read_captions(path: str | Path) -> dict[str, dict]:
         raise InvalidArgument(f"caption file not found: {path}")
     rows: list[dict] = []
     if path.suffix.lower() == ".csv":
-        with open(path, newline="", encoding="utf-8") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:  # tolerate a BOM (spreadsheet exports)
             rows = list(csv.DictReader(f))
     elif path.suffix.lower() in (".jsonl", ".json"):
         for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
@@ -103,7 +103,7 @@ class MultitrackSource:
         if not lengths:
             raise InvalidAudio(f"item {item.id} has none of the stems {self.stems}")
         n = max(lengths)
-        if min(lengths) != n:
+        if n - min(lengths) > SAMPLE_RATE // 100:  # more than resampling rounding: worth a look
             log.warning("item %s: stem lengths differ (%d..%d samples); padding to %d", item.id, min(lengths), n, n)
         audio = np.zeros((len(self.stems), 2, n), dtype=np.float32)
         for i, a in enumerate(loaded):

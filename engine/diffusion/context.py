@@ -5,8 +5,12 @@ and inference so both build exactly the same tensors.
         shape (B, k*D + k*(D+1), F) = (B, cfg.unet_in_channels, F)
 
 Mask convention: ``1`` = frame to generate (its masked latent is zero), ``0`` = known frame (its latent
-is copied in). Text-guided generation uses the full mask with all-empty masked audio (JEN-1 sec. 4.3),
-inpainting a mask of ones over the region, continuation ones on the right of the known part.
+is copied in). Per stem role (Composer timestep vector):
+- generated (``0 < t``): the task's frame mask: all ones for text-guided generation (full mask, all-empty
+  masked audio, JEN-1 sec. 4.3), ones over the region for inpainting, ones right of the known part for
+  continuation;
+- given (``t = 0``): mask 0 everywhere, the clean latent;
+- free (``t = T``): mask 1 everywhere, empty latent.
 """
 
 from __future__ import annotations

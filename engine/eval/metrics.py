@@ -8,15 +8,16 @@ Audio is float32 ``(C, N)`` or ``(N,)`` at 48 kHz, as everywhere in Stemforge. C
   and channels (n_fft 2048, hop 512). 0 dB for identical signals.
 - :func:`mr_stft_distance`: mean over three resolutions (512/128, 1024/256, 2048/512) of spectral convergence
   ``|| |X| - |Y| ||_F / || |X| ||_F`` plus mean absolute log-magnitude difference (natural log, +1e-7). 0 for equal.
-- :func:`si_sdr`: scale-invariant SDR in dB over all channels, zero-mean, clamped to ``[-SI_SDR_CEIL_DB, SI_SDR_CEIL_DB]``
-  (an exact copy gives the +100 dB ceiling instead of +inf).
+- :func:`si_sdr`: scale-invariant SDR in dB over all channels, zero-mean, clamped to
+  ``[-SI_SDR_CEIL_DB, SI_SDR_CEIL_DB]`` (an exact copy gives the +100 dB ceiling instead of +inf).
 - :func:`outside_error_db`: energy of the difference outside an edited region relative to the reference's energy
   there, in dB, floored at ``OUTSIDE_FLOOR_DB`` (-120 dB: an exact copy, instead of -inf).
-- :func:`seam_measure`: at a sample position ``p``, the log-spectral distance (over 32 log-spaced bands, 60 Hz -
-  20 kHz, so single-bin noise fluctuations average out) between the Hann window centred on ``p`` and the power
-  average of its two neighbours (centred ``p - W`` and ``p + W``, ``W`` = 2048 samples): clicks, gaps and abrupt
-  changes at ``p`` raise it. :func:`seam_ratio` compares it at edited-region edges with random points of real
-  audio (1 = as smooth as real music).
+- :func:`seam_measure`: at a sample position ``p``, with Hann windows of ``W`` = 2048 samples and spectra pooled into
+  32 log-spaced bands (60 Hz - 20 kHz, so single-bin noise fluctuations average out): the log-spectral distance
+  between the windows just left (centred ``p - W/2``) and just right (centred ``p + W/2``) of ``p`` (a change of
+  content across ``p``) plus that between the window centred on ``p`` and the power average of the two (a click or
+  gap at ``p``). :func:`seam_ratio` compares it at edited-region edges with random points of real audio
+  (1 = as smooth as real music).
 """
 
 from __future__ import annotations
@@ -132,7 +133,7 @@ def outside_error_db(ref: np.ndarray, est: np.ndarray, start: int, end: int,
 
 
 def _window_db(x: np.ndarray, centre: int, w: int) -> np.ndarray:
-    """Log power spectrum (C, w//2+1) of the Hann window of length ``w`` centred on ``centre`` (zero padded)."""
+    """Power spectrum (C, w//2+1) of the Hann window of length ``w`` centred on ``centre`` (zero padded)."""
     n = x.shape[-1]
     lo, hi = centre - w // 2, centre - w // 2 + w
     seg = np.zeros((x.shape[0], w))
@@ -156,17 +157,22 @@ def _band_matrix(n_fft: int, sr: int = 48_000, bands: int = SEAM_BANDS) -> np.nd
     return m
 
 
+def _band_lsd(a: np.ndarray, b: np.ndarray) -> float:
+    d = power_db(a) - power_db(b)  # (C, bands)
+    return float(np.mean(np.sqrt(np.mean(d**2, axis=-1))))
+
+
 def seam_measure(audio: np.ndarray, position: int, window: int = SEAM_WINDOW) -> float:
-    """Discontinuity at ``position`` (dB): LSD between the centred window and the mean of its neighbours."""
+    """Discontinuity at ``position`` (dB): content change across it plus transient at it (module docstring)."""
     x = _as_2d(audio, "audio")
     n = x.shape[-1]
     if not 0 <= position <= n:
         raise InvalidAudio(f"seam position {position} outside {n} samples")
     bands = _band_matrix(window)  # (bins, bands)
+    left = _window_db(x, position - window // 2, window) @ bands  # (C, bands) power
+    right = _window_db(x, position + window // 2, window) @ bands
     centre = _window_db(x, position, window) @ bands
-    neigh = 0.5 * (_window_db(x, position - window, window) + _window_db(x, position + window, window)) @ bands
-    d = power_db(centre) - power_db(neigh)  # (C, bands)
-    return float(np.mean(np.sqrt(np.mean(d**2, axis=-1))))
+    return _band_lsd(left, right) + _band_lsd(centre, 0.5 * (left + right))
 
 
 def random_seams(audio: np.ndarray, count: int, rng: np.random.Generator, window: int = SEAM_WINDOW) -> list[float]:

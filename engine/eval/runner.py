@@ -86,8 +86,8 @@ class _Acc:
     def add(self, bound: str, name: str, *values: float) -> None:
         self.v[bound].setdefault(name, []).extend(float(x) for x in values)
 
-    def reduce(self) -> dict[str, dict[str, float]]:
-        out: dict[str, dict[str, float]] = {}
+    def reduce(self) -> dict[str, dict[str, float | None]]:
+        out: dict[str, dict[str, float | None]] = {}
         ref = float(np.mean(self.seam_refs)) if self.seam_refs else float("nan")
         for b in BOUNDS:
             d = self.v[b]
@@ -102,7 +102,7 @@ class _Acc:
                 "ae_stft_distance": _mean(d.get("stft")),
                 "ae_si_sdr_db": _mean(d.get("sisdr")),
             }
-            out[b] = {k: round(v, 6) if math.isfinite(v) else None for k, v in res.items()}  # type: ignore[misc]
+            out[b] = {k: round(v, 6) if math.isfinite(v) else None for k, v in res.items()}
         return out
 
 
@@ -178,7 +178,7 @@ def _classifier(opts: EvalOptions, stems: tuple[str, ...]) -> StemClassifier:
 
 
 # ---- the run ---------------------------------------------------------------------------------------------
-def run_eval(opts: EvalOptions, model=None) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+def run_eval(opts: EvalOptions, model: Any = None) -> dict[str, Any]:
     """Evaluate; returns the JSON document (``model``/``upper_bound``/``lower_bound``/``n``/``model_hash``)."""
     import torch
 

@@ -13,7 +13,7 @@ import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from scipy.optimize import minimize
@@ -162,7 +162,7 @@ def fingerprint(files: Sequence[Path]) -> str:
 
 
 def train_or_load(examples: Sequence[tuple[Path, str]], classes: Sequence[str], cache_dir: str | Path,
-                  load_audio) -> StemClassifier:  # type: ignore[no-untyped-def]
+                  load_audio: Callable[[Path], np.ndarray]) -> StemClassifier:
     """Fit on ``examples`` ((audio file, role) pairs) or load the cached fit for the same files.
 
     ``load_audio(path) -> (2, N) float32``.

@@ -85,7 +85,8 @@ class TransformerBlock1d(nn.Module):
         self.cross_attn = CrossAttention(channels, context_dim, heads)
         self.norm3 = nn.LayerNorm(channels)
         self.ff = nn.Sequential(
-            nn.Linear(channels, ff_mult * channels), nn.GELU(), nn.Dropout(dropout), nn.Linear(ff_mult * channels, channels)
+            nn.Linear(channels, ff_mult * channels), nn.GELU(), nn.Dropout(dropout),
+            nn.Linear(ff_mult * channels, channels),
         )
 
     def forward(self, x: Tensor, context: Tensor, mask: Tensor, causal: bool) -> Tensor:

@@ -12,8 +12,8 @@ Losses (differentiable):
 - :func:`waveform_l1`.
 
 Metrics (also differentiable, used for evaluation):
-- :func:`log_spectral_distance` (dB): STFT n_fft 2048, hop 512, periodic Hann window, centred frames with zero
-  padding, no normalisation; power P = |X|^2 floored at 1e-10 (-100 dB); per channel and frame
+- :func:`log_spectral_distance` (dB): STFT n_fft 2048, hop 512, periodic Hann window w, centred frames with zero
+  padding; power P = |X|^2 / sum(w^2) floored at 1e-10 (-100 dB); per channel and frame
   ``sqrt(mean_f (10 log10 P_ref - 10 log10 P_est)^2)``, then the mean over frames, channels and items.
 - :func:`si_sdr` (dB): scale-invariant SDR per item and channel over the whole signal, averaged.
 """
@@ -38,13 +38,14 @@ def _check_pair(est: Tensor, ref: Tensor) -> None:
 
 
 def stft_power(x: Tensor, n_fft: int, hop: int, window: Tensor | None = None) -> Tensor:
-    """x (B, C, N) -> power spectrum (B*C, n_fft // 2 + 1, frames), centred frames, zero padding, Hann window."""
+    """x (B, C, N) -> power spectrum (B*C, n_fft // 2 + 1, frames), centred frames, zero padding, Hann window,
+    normalised by the window energy sum(w^2) (the convention of ``engine/eval/metrics.py``)."""
     b, c, n = x.shape
     if window is None:
         window = torch.hann_window(n_fft, periodic=True, device=x.device, dtype=x.dtype)
     spec = torch.stft(x.reshape(b * c, n), n_fft, hop, window=window, center=True, pad_mode="constant",
                       return_complex=True)
-    return spec.real.square() + spec.imag.square()
+    return (spec.real.square() + spec.imag.square()) / window.square().sum()
 
 
 class MultiResolutionSTFTLoss(nn.Module):

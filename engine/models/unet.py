@@ -109,7 +109,8 @@ class OmniUNet1d(nn.Module):
         self.up_sample = nn.ModuleList()
         for i in reversed(range(len(ch))):
             c = ch[i]
-            self.up_res.append(nn.ModuleList([ResBlock1d(2 * c, c, temb, ks, u.dropout) for _ in range(u.blocks_per_level)]))
+            self.up_res.append(nn.ModuleList(
+                [ResBlock1d(2 * c, c, temb, ks, u.dropout) for _ in range(u.blocks_per_level)]))
             self.up_attn.append(nn.ModuleList([attn(c, u.attention_levels[i]) for _ in range(u.blocks_per_level)]))
             if i > 0:
                 self.up_sample.append(Upsample(c, ch[i - 1], kernel_size=ks))
@@ -128,7 +129,7 @@ class OmniUNet1d(nn.Module):
         elif t.ndim == 1 and t.shape[0] == b:
             t = t[:, None].expand(b, self.num_tracks)
         if t.shape != (b, self.num_tracks):
-            raise ConfigMismatch(f"timesteps must be (B, {self.num_tracks}) = ({b}, {self.num_tracks}), got {tuple(t.shape)}")
+            raise ConfigMismatch(f"timesteps must be (B, k) = ({b}, {self.num_tracks}), got {tuple(t.shape)}")
         if text.ndim != 3 or text.shape[0] != b or text.shape[-1] != self.text_dim:
             raise ConfigMismatch(f"text states must be ({b}, L, {self.text_dim}), got {tuple(text.shape)}")
         if text_mask is None:

@@ -102,6 +102,9 @@ class LatentWhitening(nn.Module):
         self.mean.copy_(mean)
         self.eigenvalues.copy_(lam)
         self.finalized.fill_(True)
+        if float(lam[k - 1]) < 1e-6 * float(lam[0]):
+            log.warning("latent whitening keeps a direction with %.2e of the top variance: it will be scaled up "
+                        "%.0fx; consider a smaller k", float(lam[k - 1] / lam[0]), float((lam[0] / lam[k - 1]).sqrt()))
         kept = float(lam[:k].sum() / lam.sum())
         log.info("latent whitening: %d frames, kept %d/%d dims (%.2f%% of variance)", int(self.count), k, self.dim,
                  100 * kept)

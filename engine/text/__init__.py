@@ -10,6 +10,14 @@ if TYPE_CHECKING:
     from engine.config import TextEncoderConfig
     from engine.text.base import TextEncoder
 
+#: published architectures of hub encoders, so parameter counts work offline (no weights involved)
+KNOWN_T5_ARCHITECTURES: dict[str, dict] = {
+    "google/flan-t5-large": dict(vocab_size=32128, d_model=1024, d_kv=64, d_ff=2816, num_layers=24, num_heads=16,
+                                 feed_forward_proj="gated-gelu", tie_word_embeddings=False),
+    "google/flan-t5-base": dict(vocab_size=32128, d_model=768, d_kv=64, d_ff=2048, num_layers=12, num_heads=12,
+                                feed_forward_proj="gated-gelu", tie_word_embeddings=False),
+}
+
 TEXT_ENCODERS = {"minilm": "engine.text.minilm:MiniLMTextEncoder", "t5": "engine.text.t5:T5TextEncoder"}
 
 
@@ -56,13 +64,17 @@ def text_encoder_parameter_count(cfg: "TextEncoderConfig") -> int:
     elif cfg.kind == "t5":
         from transformers import AutoConfig, T5EncoderModel
 
+        from transformers import T5Config
+
         name = cfg.name_or_path or "google/flan-t5-large"
         try:
             with quiet_transformers():
                 hf_cfg = AutoConfig.from_pretrained(name, local_files_only=True)  # a count never downloads
         except (OSError, ValueError) as exc:
-            raise CheckpointNotFound(f"configuration of text encoder {name!r} is not a local folder nor in the "
-                                     f"Hugging Face cache ({type(exc).__name__})", file=name) from None
+            if name not in KNOWN_T5_ARCHITECTURES:
+                raise CheckpointNotFound(f"configuration of text encoder {name!r} is not a local folder nor in the "
+                                         f"Hugging Face cache ({type(exc).__name__})", file=name) from None
+            hf_cfg = T5Config(**KNOWN_T5_ARCHITECTURES[name])  # published architecture: shapes only
         with torch.device("meta"):
             model = T5EncoderModel(hf_cfg)
     else:

@@ -18,8 +18,11 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import shutil
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,15 +75,18 @@ class CropSampler:
         Hidden folders (``.tmp-*`` renders in progress) are skipped.
         """
         known = set(self.files)
+        found: list[Path] = []
+        for folder, dirs, names in os.walk(self.root):  # os.walk ignores folders vanishing mid-scan
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            for name in sorted(names):
+                path = Path(folder) / name
+                if path.suffix.lower() in (".wav", ".flac") and path.stem in self.roles and path not in known:
+                    found.append(path)
         added = 0
-        for path in sorted(self.root.rglob("*")):
-            if path in known or path.suffix.lower() not in (".wav", ".flac") or path.stem not in self.roles:
-                continue
-            if any(part.startswith(".") for part in path.relative_to(self.root).parts):
-                continue
+        for path in found:
             try:
                 info = sf.info(str(path))
-            except Exception:  # being written
+            except Exception:  # vanished or being written
                 continue
             if info.frames > 0:
                 self.files.append(path)
@@ -317,8 +323,9 @@ class AutoencoderTrainer:
                             logger=log)
         last: dict[str, float] = {}
         t0 = time.monotonic()
+        stop = _StopFlag()
         try:
-            while self.step_count < opts.steps:
+            while self.step_count < opts.steps and not stop.requested:
                 audio = self.data.sample(opts.batch, self.length, self.rng)
                 last = self.step(audio)
                 if not math.isfinite(last["total"]):
@@ -337,6 +344,9 @@ class AutoencoderTrainer:
                     ckpt_timer.mark()
         finally:
             progress.close()
+            stop.restore()
+        if stop.requested:
+            log.info("stop requested (signal %s): saving at step %d", stop.signum, self.step_count)
         self.save()
         if clips is not None:
             last.update({f"eval_{k}": v for k, v in self._log_eval(clips, time.monotonic() - t0).items()})
@@ -355,6 +365,28 @@ class AutoencoderTrainer:
         return metrics
 
 
+class _StopFlag:
+    """SIGTERM / SIGINT ask the loop to stop after the current step (a checkpoint is then written)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.signum: int | None = None
+        self._old: dict[int, Any] = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._old[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        if self.requested:  # second signal: give up at once
+            raise KeyboardInterrupt
+        self.requested, self.signum = True, signum
+
+    def restore(self) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old.clear()
+
+
 # ---- export -------------------------------------------------------------------------------------------
 def load_trained(run_dir: str | Path, ema: bool = True) -> AudioAutoencoder:
     """The autoencoder of a run folder (EMA weights by default) or of an exported folder, in eval mode."""
@@ -365,12 +397,16 @@ def load_trained(run_dir: str | Path, ema: bool = True) -> AudioAutoencoder:
         model.load_state_dict(state["model"])
         if ema:
             _load_ema(model, state["ema"])
+        model.trained_step = int(state["step"])  # type: ignore[assignment]
         return model.eval()
     if (run_dir / AE_WEIGHTS).is_file() and (run_dir / AE_CONFIG).is_file():
+        from safetensors import safe_open
         from safetensors.torch import load_file
 
         model = AudioAutoencoder(AutoencoderConfig(**json.loads((run_dir / AE_CONFIG).read_text())))
         model.load_state_dict(load_file(str(run_dir / AE_WEIGHTS)))
+        with safe_open(str(run_dir / AE_WEIGHTS), framework="pt") as fh:
+            model.trained_step = int((fh.metadata() or {}).get("step", -1))  # type: ignore[assignment]
         return model.eval()
     raise CheckpointNotFound(f"{run_dir}: no {CHECKPOINT_NAME} nor {AE_WEIGHTS} + {AE_CONFIG}", path=str(run_dir))
 
@@ -381,16 +417,25 @@ def _load_ema(model: AudioAutoencoder, ema_state: dict[str, Any]) -> None:
     ema.copy_to(model)
 
 
-def export(run_dir: str | Path, out_dir: str | Path) -> list[Path]:
-    """Write the EMA autoencoder of RUN_DIR (+ whitening if present) into OUT_DIR; returns the files written."""
+def export(run_dir: str | Path, out_dir: str | Path, whitening_data: str | Path | None = None,
+           whitening_files: int = 200) -> list[Path]:
+    """Write the EMA autoencoder of RUN_DIR into OUT_DIR; returns the files written.
+
+    Whitening: with ``whitening_data`` the statistics are computed now from the exported weights (at most
+    ``whitening_files`` files); otherwise RUN_DIR's ``whitening.safetensors`` is copied when it was computed
+    from the same training step, and left out (with a warning) when it is stale.
+    """
     from safetensors.torch import save_file
+
+    from engine.train.whitening_stats import accumulate_whitening, save_whitening, whitening_step
 
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     model = load_trained(run_dir, ema=True)
+    step = int(getattr(model, "trained_step", -1))
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    save_file(tensors, str(out_dir / AE_WEIGHTS), metadata={"format": "pt"})
+    save_file(tensors, str(out_dir / AE_WEIGHTS), metadata={"format": "pt", "step": str(step)})
     written.append(out_dir / AE_WEIGHTS)
     (out_dir / AE_CONFIG).write_text(json.dumps(dataclasses.asdict(model.cfg), indent=2))
     written.append(out_dir / AE_CONFIG)
@@ -401,11 +446,47 @@ def export(run_dir: str | Path, out_dir: str | Path) -> list[Path]:
             cfg = dataclasses.replace(cfg, whitened_dim=model.cfg.latent_dim)
         (out_dir / "config.json").write_text(cfg.to_json())
         written.append(out_dir / "config.json")
-    if (run_dir / WHITENING).is_file() and run_dir.resolve() != out_dir.resolve():
-        shutil.copyfile(run_dir / WHITENING, out_dir / WHITENING)
-        written.append(out_dir / WHITENING)
-    log.info("exported %s", ", ".join(p.name for p in written))
+    if whitening_data is not None:
+        k = json.loads((out_dir / "config.json").read_text()).get("whitened_dim", model.cfg.latent_dim)
+        whitening, frames = accumulate_whitening(model, whitening_data, k=int(k), max_files=whitening_files)
+        written.append(save_whitening(whitening, out_dir / WHITENING, step=step, frames=frames))
+    elif (run_dir / WHITENING).is_file() and run_dir.resolve() != out_dir.resolve():
+        if whitening_step(run_dir / WHITENING) == step:
+            shutil.copyfile(run_dir / WHITENING, out_dir / WHITENING)
+            written.append(out_dir / WHITENING)
+        else:
+            log.warning("%s was computed at step %d, the weights are from step %d: not exported "
+                        "(rerun `stemforge train whitening` or pass whitening data)", run_dir / WHITENING,
+                        whitening_step(run_dir / WHITENING), step)
+    log.info("exported %s (step %d)", ", ".join(p.name for p in written), step)
     return written
+
+
+@torch.no_grad()
+def evaluate_folder(run_dir: str | Path, data: str | Path, max_items: int = 8, seconds: float = 0.0,
+                    threads: int = 2) -> dict[str, dict[str, float]]:
+    """Reconstruction metrics of the EMA autoencoder on whole files of a render folder, per role and overall.
+
+    Takes the first ``max_items`` item folders (sorted) and every role file in them; ``seconds`` > 0 keeps only
+    the first seconds of each file. Returns {role: {"lsd_db", "si_sdr_db", "files"}, "all": {...}}.
+    """
+    set_threads(threads)
+    model = load_trained(run_dir)
+    sampler = CropSampler(data)
+    items = sorted({p.parent for p in sampler.files})[:max_items]
+    sums: dict[str, list[float]] = {}
+    for i, path in enumerate(sampler.files):
+        if path.parent not in items:
+            continue
+        n = sampler.frames[i] if seconds <= 0 else min(sampler.frames[i], int(round(seconds * SAMPLE_RATE)))
+        x = torch.from_numpy(sampler.read(i, 0, n))[None]  # (1, 2, n)
+        y = model.decode(model.encode(x), n)
+        for key in (path.stem, "all"):
+            acc = sums.setdefault(key, [0.0, 0.0, 0])
+            acc[0] += float(log_spectral_distance(y, x))
+            acc[1] += float(si_sdr(y, x))
+            acc[2] += 1
+    return {k: {"lsd_db": v[0] / v[2], "si_sdr_db": v[1] / v[2], "files": v[2]} for k, v in sums.items()}
 
 
 def _main(argv: list[str] | None = None) -> int:
@@ -414,9 +495,23 @@ def _main(argv: list[str] | None = None) -> int:
     ex = sub.add_parser("export", help="write EMA weights as autoencoder.safetensors + config into OUT_DIR")
     ex.add_argument("run_dir")
     ex.add_argument("out_dir")
+    ex.add_argument("--whitening-data", default=None, help="compute whitening now over this render folder")
+    ex.add_argument("--whitening-files", type=int, default=200, help="at most N files for the whitening")
+    ex.add_argument("--threads", type=int, default=2)
+    ev = sub.add_parser("eval", help="LSD / SI-SDR of the EMA autoencoder on whole held-out files, per role")
+    ev.add_argument("run_dir")
+    ev.add_argument("data")
+    ev.add_argument("--items", type=int, default=8)
+    ev.add_argument("--seconds", type=float, default=0.0, help="only the first S seconds of each file")
+    ev.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    for path in export(args.run_dir, args.out_dir):
+    if args.cmd == "eval":
+        result = evaluate_folder(args.run_dir, args.data, args.items, args.seconds, args.threads)
+        print(json.dumps(result, indent=2))
+        return 0
+    set_threads(args.threads)
+    for path in export(args.run_dir, args.out_dir, args.whitening_data, args.whitening_files):
         print(path)
     return 0
 

@@ -125,7 +125,7 @@ class LatentSet:
         return torch.stack(crops), self.present[idx].clone(), [self.captions[i] for i in idx]
 
 
-def open_corpus(data: str | Path, stems: tuple[str, ...]):  # type: ignore[no-untyped-def]
+def open_corpus(data: str | Path, stems: tuple[str, ...]) -> Any:
     """A studio render folder (metadata.jsonl) or a stem-folder dataset."""
     from engine.data.stems import StemFolderDataset, StudioCorpus
 
@@ -139,7 +139,7 @@ def _state_digest(module: torch.nn.Module) -> bytes:
     return hashlib.sha256(ckpt.tensors_to_bytes(module.state_dict())).digest()
 
 
-def encode_corpus(model, corpus, cache_dir: str | Path, device: torch.device) -> LatentSet:  # type: ignore[no-untyped-def]
+def encode_corpus(model: Any, corpus: Any, cache_dir: str | Path, device: torch.device) -> LatentSet:
     """Encode every item of ``corpus`` once with the frozen autoencoder (cached on disk, see module docstring)."""
     from safetensors.torch import load_file, save_file
 
@@ -246,7 +246,7 @@ def lr_factor(step: int, total: int, warmup: int) -> float:
 class DiffusionTrainer:
     """Trains ``model.unet`` on a :class:`LatentSet`; the autoencoder is not touched."""
 
-    def __init__(self, model, latents: LatentSet, opts: DiffusionTrainOptions,  # type: ignore[no-untyped-def]
+    def __init__(self, model: Any, latents: LatentSet, opts: DiffusionTrainOptions,
                  text_cache: TextCache | None = None) -> None:
         opts.validate()
         self.model = model
@@ -363,7 +363,7 @@ class DiffusionTrainer:
 
 
 # ---- base model ----------------------------------------------------------------------------------
-def load_base_model(ae: str | Path, config: str | ModelConfig = "tiny", seed: int = 0):  # type: ignore[no-untyped-def]
+def load_base_model(ae: str | Path, config: str | ModelConfig = "tiny", seed: int = 0) -> Any:
     """A fresh U-Net from ``config`` with the autoencoder + whitening of ``ae`` (see module docstring)."""
     from engine.model import StemforgeModel
 

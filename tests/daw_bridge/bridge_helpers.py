@@ -51,7 +51,7 @@ class DaemonProcess:
         env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
                "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1",
                **self.env_overrides}
-        cmd = [sys.executable, "-m", "daw_bridge.cli", "serve", "--data-dir", str(self.data_dir),
+        cmd = [sys.executable, "-m", "daw_bridge.commands", "serve", "--data-dir", str(self.data_dir),
                "--ws-port", str(self.ws_port), "--osc-port", str(self.osc_port), "--threads", "1", *self.extra]
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,

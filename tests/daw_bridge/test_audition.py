@@ -84,16 +84,17 @@ def test_play_lands_sample_for_sample_in_the_tap(tmp_path: Path) -> None:
         names = [d["name"] for d in a.devices()]
         reasons = []
         info = a.play(audio, device="tapout", on_end=reasons.append)
-        assert a.wait(timeout=10), "playback did not finish"
-        time.sleep(0.2)  # the helper thread closes the ended stream
+        deadline = time.monotonic() + 10
+        while a.stream_open and time.monotonic() < deadline:  # released by the watcher, without wait()
+            time.sleep(0.01)
         print(json.dumps({"names": names, "device": info["name"], "after": a.is_playing, "reasons": reasons,
-                          "closed": a._stream is None}))
+                          "closed": not a.stream_open, "waited": a.wait(timeout=10)}))
     """, audio)
     report = __import__("json").loads(out.strip().splitlines()[-1])
     assert "tapout" in report["names"]
     assert report["device"] == "tapout"
     assert report["after"] is False
-    assert report["reasons"] == ["ended"] and report["closed"] is True
+    assert report["reasons"] == ["ended"] and report["closed"] is True and report["waited"] is True
     off = _first_sound(captured)
     n = audio.shape[1]
     assert captured.shape[1] >= off + n, "fewer frames captured than played"

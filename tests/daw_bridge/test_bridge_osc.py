@@ -186,6 +186,7 @@ def test_audition_plays_take_into_alsa_tap(osc: OscClient, session_id: str, env:
         time.sleep(0.1)
     else:
         raise AssertionError("the audition never reached the ALSA tap file")
+    assert osc.until("/stemforge/audition/stopped") == [args[0], "ended"]  # 0.1 s played to its end
     osc.send("/stemforge/audition/stop")
     assert osc.until("/stemforge/ok") == ["audition.stop"]
 

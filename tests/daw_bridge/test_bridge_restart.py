@@ -17,7 +17,7 @@ def test_acknowledged_jobs_survive_sigkill_and_restart(module_tmp: Path) -> None
     first = DaemonProcess(data).start()
     try:
         with first.connect() as ws:
-            running = request(ws, type="generate", prompt="kept alive", stems=["bass"], steps=30, seed=1,
+            running = request(ws, type="generate", prompt="kept alive", stems=["bass"], steps=10, seed=1,
                               region={"unit": "seconds", "start": 0, "end": 0.5})
             queued = request(ws, type="generate", prompt="queued", stems=["drums"], steps=2, seed=2,
                              region={"unit": "seconds", "start": 0.5, "end": 1.0})

@@ -127,3 +127,31 @@ def test_atomic_write_killed_mid_write_leaves_no_partial_file(tmp_path: Path) ->
     assert len(temps) == 1 and temps[0].stat().st_size == 1000  # the partial data only ever lived in the temp
     atomic_write_bytes(target, b"new")
     assert target.read_bytes() == b"new"
+    assert Storage(tmp_path).remove_stale_temp_files() == 1  # what the daemon does at start-up
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.wav", "ready", "sessions"]
+
+
+def test_default_data_dir_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from daw_bridge.storage import default_data_dir
+
+    monkeypatch.setenv("STEMFORGE_DATA_DIR", str(tmp_path / "sf"))
+    assert default_data_dir() == tmp_path / "sf"
+    monkeypatch.delenv("STEMFORGE_DATA_DIR")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert default_data_dir() == tmp_path / ".local" / "share" / "stemforge"
+
+
+@pytest.mark.parametrize("fmt,tol", [("float32", 0.0), ("pcm24", 1.0 / 2**23), ("pcm16", 1.0 / 2**15)])
+def test_pcm_encode_decode_round_trip(fmt: str, tol: float) -> None:
+    from daw_bridge.wav import decode_samples, encode_samples
+
+    audio = _audio(1001, seed=4, scale=0.9)
+    audio[0, 0], audio[1, 0] = -1.0, 1.0  # full scale: -1 exact, +1 clips to the largest code
+    data = encode_samples(audio, fmt)
+    assert len(data) == 1001 * 2 * {"float32": 4, "pcm24": 3, "pcm16": 2}[fmt]
+    back = decode_samples(data, fmt, 2)
+    assert back.shape == (2, 1001) and back.dtype == np.float32
+    np.testing.assert_allclose(back, audio, atol=tol)
+    assert back[0, 0] == -1.0
+    with pytest.raises(InvalidAudio):
+        decode_samples(data[:-1], fmt, 2)

@@ -43,7 +43,8 @@ def test_save_load_round_trip_is_bit_exact(tiny_model, saved) -> None:
     x = torch.randn(1, tiny_model.config.unet_in_channels, 11)
     text, mask = torch.randn(1, 3, 384), torch.ones(1, 3, dtype=torch.bool)
     with torch.no_grad():
-        assert torch.equal(tiny_model.unet(x, 10.0, text, mask, causal=True), loaded.unet(x, 10.0, text, mask, causal=True))
+        a = tiny_model.unet(x, 10.0, text, mask, causal=True)
+        assert torch.equal(a, loaded.unet(x, 10.0, text, mask, causal=True))
 
 
 def test_hash_is_content_hash(tiny_model, saved, tmp_path) -> None:
@@ -92,13 +93,14 @@ def test_config_not_matching_weights_names_the_tensor(saved, tmp_path) -> None:
     for p in directory.iterdir():
         (tmp_path / p.name).write_bytes(p.read_bytes())
     cfg = json.loads((directory / ckpt.CONFIG_FILE).read_text())
-    cfg["unet"]["channels"] = [64, 96, 192, 256]
+    channels = list(cfg["unet"]["channels"])
+    cfg["unet"]["channels"] = [*channels[:-1], channels[-1] + 16]
     (tmp_path / ckpt.CONFIG_FILE).write_text(json.dumps(cfg))
     with pytest.raises(ConfigMismatch, match=r"unet\.safetensors: tensor '[\w.]+' has shape") as err:
         StemforgeModel.from_pretrained(tmp_path)
     assert err.value.details["tensor"]
-    cfg["unet"]["channels"] = [48, 96, 192, 256]
-    cfg["unet"]["blocks_per_level"] = 2
+    cfg["unet"]["channels"] = channels
+    cfg["unet"]["blocks_per_level"] += 1
     (tmp_path / ckpt.CONFIG_FILE).write_text(json.dumps(cfg))
     with pytest.raises(ConfigMismatch, match="missing from the checkpoint"):
         StemforgeModel.from_pretrained(tmp_path)
@@ -186,3 +188,19 @@ def test_dtype_move_casts_the_unet_only() -> None:
         eps = model.unet(x, 5.0, torch.randn(1, 2, 384, dtype=torch.float64), None, causal=False)
         assert eps.dtype == torch.float64 and tuple(z.shape) == (1, 4, 30, 3)
         assert tuple(model.decode_stems(z, 700).shape) == (1, 4, 2, 700)
+
+
+def test_token_rows_are_applied_when_the_text_encoder_loads(tiny_model) -> None:
+    rows = torch.randn(2, 384)
+    names = ["<snare-x>", "<snare-y>"]
+    model = StemforgeModel(tiny_model.config, tiny_model.autoencoder, tiny_model.whitening, tiny_model.unet,
+                           text_tokens=(names, rows))
+    enc = model.text_encoder  # a fresh MiniLM with the two rows appended
+    assert enc is not tiny_model.text_encoder and enc.added_tokens == names
+    ids = enc.token_ids(names)
+    assert torch.equal(enc.token_embeddings().weight[ids], rows)
+    assert enc.tokenizer.tokenize("a <snare-x> groove").count("<snare-x>") == 1
+    got_names, got_rows = enc.added_rows()
+    assert got_names == names and torch.equal(got_rows, rows)
+    assert model.hash == StemforgeModel(tiny_model.config, tiny_model.autoencoder, tiny_model.whitening,
+                                        tiny_model.unet, text_tokens=(names, rows)).hash

@@ -197,3 +197,19 @@ def test_bench_engine_quick(use_tiny, capsys) -> None:
     f32 = count_flops(use_tiny.unet, unet_inputs(cfg, 32, 2, "cpu", torch.float32))
     f64 = count_flops(use_tiny.unet, unet_inputs(cfg, 64, 2, "cpu", torch.float32))
     assert f32 > 1e8 and 1.5 < f64 / f32 < 2.3  # mostly linear in frames (text projections are not)
+
+
+def test_bench_unet_flops_path_on_cpu(tiny_config) -> None:
+    """The GPU-only jen1-composer measurement, exercised with the tiny config on the CPU."""
+    import dataclasses
+
+    import torch
+
+    from engine.commands.bench import bench_unet_flops
+
+    cfg = dataclasses.replace(tiny_config, segment_seconds=0.2)
+    r = bench_unet_flops(cfg, torch.device("cpu"), torch.float32, 50, 1, "NVIDIA H100 80GB HBM3")
+    assert r["frames"] == 30 and r["batch"] == 2 and r["device_peak_tflops"] == 989.0
+    assert r["gflop_per_step"] > 0.1 and r["achieved_tflops"] == pytest.approx(
+        r["gflop_per_step"] / 1e3 / r["s_per_guided_step"])
+    assert r["fraction_of_peak"] == pytest.approx(r["achieved_tflops"] / 989.0)

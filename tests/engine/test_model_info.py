@@ -21,6 +21,8 @@ def test_jen1_composer_unet_size_matches_the_paper() -> None:
     assert params["whitening"] == {"latent_dim": 128, "whitened_dim": 122, "finalized": None}
     assert info["unet_channels"]["in"] == 4 * 122 + 4 * 123 and info["unet_channels"]["out"] == 4 * 122
     assert info["text_encoder"]["kind"] == "t5"
+    assert 330_000_000 < params["text_encoder"] < 350_000_000  # FLAN-T5-large encoder, counted on meta
+    assert params["total"] == params["unet"] + params["autoencoder"] + params["text_encoder"]
 
 
 def test_cli_config_tiny_counts_match_the_modules(tiny_model, capsys) -> None:

@@ -194,3 +194,22 @@ def test_bad_input(tiny_model) -> None:
         run_pipeline(tiny_model, req(stems=["bass"], given={"bass": noise_audio(1)}))
     with pytest.raises(InvalidArgument):
         run_pipeline(tiny_model, req(task="continue", num_samples=0, given=inputs, continue_samples=0))
+
+
+def test_continuation_window_is_limited_and_frame_aligned() -> None:
+    from engine.pipeline import MAX_CONTEXT_SECONDS, _layout_continue
+
+    stems = ("bass", "drums", "instrument", "melody")
+    long_in = {"drums": noise_audio(9, n=12 * 48_000 + 5, amp=0.01)}
+    lay = _layout_continue(stems, req(task="continue", given=long_in, continue_samples=1000), long_in)
+    ctx = int(MAX_CONTEXT_SECONDS * 48_000)
+    assert lay.context_samples == ctx and lay.window.shape == (4, 2, ctx + 1000) and lay.causal
+    np.testing.assert_array_equal(lay.window[1, :, :ctx], long_in["drums"][:, -ctx:])  # the last 10 s
+    assert lay.frame_mask.shape == (-(-(ctx + 1000) // 320),)
+    assert lay.frame_mask[: ctx // 320].sum() == 0 and bool((lay.frame_mask[ctx // 320:] == 1).all())
+    assert lay.num_samples == 12 * 48_000 + 5 + 1000 and lay.generated == [1]
+    short = {"bass": noise_audio(10, n=100)}
+    lay = _layout_continue(stems, req(task="continue", given=short, continue_samples=50), short)
+    assert lay.context_samples == 320 and lay.window.shape == (4, 2, 370)
+    np.testing.assert_array_equal(lay.window[0, :, 220:320], short["bass"])  # left zero-padded
+    assert not lay.window[0, :, :220].any() and lay.frame_mask.tolist() == [0.0, 1.0]

@@ -44,7 +44,8 @@ _TEMPLATES = (
     "{A_mood} {genre} {groove} at {bpm} BPM in {key} with {bass}, {drums}, {comp} and {melody}.",
     "{Mood} {genre} in {key}, {bpm} BPM: {drums}, {bass}, {comp}, and {melody} on top.",
     "{A_genre_cap} track at {bpm} bpm in {key} with {a_mood} feel, featuring {melody} over {comp}, {bass} and {drums}.",
-    "{Melody} leads this {mood} {genre} {groove} ({bpm} BPM, {key}), backed by {comp}, {bass} and {drums}.",
+    "{Melody} takes the lead in this {mood} {genre} {groove} ({bpm} BPM, {key}), "
+    "backed by {comp}, {bass} and {drums}.",
     "{Mood} {genre} at {bpm} BPM, key of {key}. {Drums} and {bass} hold the groove while {comp} and {melody} "
     "carry the harmony and tune.",
 )

@@ -131,3 +131,47 @@ def test_whitening_statistics_stored_beside_weights(data, tmp_path) -> None:
         compute_whitening(tmp_path / "run", data / "train", k=9, threads=1)
     files = export(tmp_path / "run", tmp_path / "export")
     assert "whitening.safetensors" in [p.name for p in files]
+
+
+def test_crop_sampler_refresh_picks_up_new_renders(tmp_path) -> None:
+    _write_item(tmp_path / "c" / "a", 0, seconds=0.1)
+    sampler = CropSampler(tmp_path / "c")
+    assert len(sampler) == 5
+    _write_item(tmp_path / "c" / "b", 1, seconds=0.1)
+    _write_item(tmp_path / "c" / ".tmp-c", 2, seconds=0.1)  # a render in progress is ignored
+    assert sampler.refresh() == 5
+    assert len(sampler) == 10 and all(".tmp" not in str(p) for p in sampler.files)
+    assert sampler.refresh() == 0
+
+
+def test_sigterm_stops_after_the_step_and_saves(data, tmp_path) -> None:
+    import os
+    import signal
+
+    trainer = AutoencoderTrainer(_opts(data, tmp_path / "run", steps=1000), cfg=SMALL)
+    original = trainer.data.sample
+    calls = []
+
+    def sample_then_signal(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:  # during the third step (the first call draws the output-bias init batch)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original(*args, **kwargs)
+
+    trainer.data.sample = sample_then_signal
+    trainer.run()
+    assert load_checkpoint(tmp_path / "run")["step"] == 2
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handler restored
+
+
+def test_export_skips_stale_whitening_and_computes_fresh(data, tmp_path) -> None:
+    from engine.train.whitening_stats import compute_whitening, whitening_step
+
+    AutoencoderTrainer(_opts(data, tmp_path / "run", steps=1), cfg=SMALL).run()
+    compute_whitening(tmp_path / "run", data / "train", k=6, seconds=0.25, threads=1)
+    AutoencoderTrainer(_opts(data, tmp_path / "run", steps=2, resume=True), cfg=SMALL).run()  # weights moved on
+    names = [p.name for p in export(tmp_path / "run", tmp_path / "a")]
+    assert "whitening.safetensors" not in names
+    names = [p.name for p in export(tmp_path / "run", tmp_path / "b", whitening_data=data / "train")]
+    assert "whitening.safetensors" in names and whitening_step(tmp_path / "b" / "whitening.safetensors") == 2
+    assert load_trained(tmp_path / "b").trained_step == 2

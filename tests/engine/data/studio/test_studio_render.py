@@ -120,3 +120,17 @@ def test_recaption_restores_captions_from_metadata(tmp_path):
     again = json.loads(path.read_text())
     assert again["caption"] == meta["caption"] and again == meta
     assert json.loads((tmp_path / meta["id"] / "meta.json").read_text())["caption"] == meta["caption"]
+
+
+def test_falls_back_to_numpy_synth_without_soundfont(tmp_path, caplog):
+    from engine.data.studio.render import resolve_renderer
+    from protocol.errors import InvalidArgument
+
+    missing = str(tmp_path / "no.sf2")
+    with caplog.at_level("WARNING"):
+        assert resolve_renderer(RenderSettings(1.0, renderer="auto", soundfont=missing)) == "numpy"
+    assert "numpy fallback" in caplog.text
+    with pytest.raises(InvalidArgument, match="not installed"):
+        resolve_renderer(RenderSettings(1.0, renderer="fluidsynth", soundfont=missing))
+    with pytest.raises(InvalidArgument):
+        render_corpus(tmp_path, 0, RenderSettings(1.0, renderer="numpy"))

@@ -1,0 +1,44 @@
+"""Fixtures for the concept tests: an own tiny model (concept training changes weights while it runs, so the shared
+``tiny_model`` is not used), synthetic reference audio and the fastest training options."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+SR = 48_000
+
+
+def tone(seconds: float, freq: float, seed: int = 0) -> np.ndarray:
+    """(2, N) plucked tone pattern with a little noise: 8 notes a second, never silent for long."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * SR)) / SR
+    env = np.exp(-(t % 0.125) * 20.0)
+    x = 0.3 * np.sin(2 * np.pi * freq * t) * env + 0.01 * rng.standard_normal(t.size)
+    return np.stack([x, x]).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def concept_model():
+    from engine.model import StemforgeModel
+
+    model = StemforgeModel.from_config("tiny", seed=0, device="cpu").eval()
+    model.text_encoder  # load MiniLM once for the whole concept suite
+    return model
+
+
+@pytest.fixture(scope="session")
+def reference() -> np.ndarray:
+    return tone(11.0, 660.0)
+
+
+@pytest.fixture
+def fast():
+    from engine.concepts.trainer import ConceptOptions
+
+    def make(method: str = "pivotal", **kw):
+        base = dict(method=method, steps=1, mask_steps=1, batch=1, seconds=0.5)
+        base.update(kw)
+        return ConceptOptions(**base)
+
+    return make
