@@ -16,9 +16,11 @@ log() { printf '[run.sh] %s\n' "$*" >&2; }
 # for tests), sox/alsa-utils (audio checks). Installed with apt when we can; otherwise the feature
 # that needs one says clearly that it is missing.
 SYSTEM_PACKAGES=(fluidsynth fluid-soundfont-gm libportaudio2 liblo-tools sox alsa-utils)
+# Only for the test suite: headless Chromium (web studio end-to-end test) and Node (Max for Live device test).
+TEST_SYSTEM_PACKAGES=(chromium)
 install_system_packages() {
   local missing=()
-  for p in "${SYSTEM_PACKAGES[@]}"; do
+  for p in "$@"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
   [ ${#missing[@]} -eq 0 ] && return 0
@@ -52,8 +54,20 @@ install_python() {
   echo "$want" > "$stamp"
 }
 
+install_node_packages() {
+  # npm packages of the thin clients' tests (ws, playwright-core driving Debian's chromium).
+  command -v npm >/dev/null 2>&1 || { log "npm not found: the Node client tests will be skipped"; return 0; }
+  local stamp="clients/node_modules/.stemforge-lock"
+  local want
+  want="$(sha256sum clients/package-lock.json | cut -d' ' -f1)"
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then return 0; fi
+  log "installing the clients' npm packages (npm ci)"
+  (cd clients && npm ci --no-audit --no-fund --loglevel=error --include=dev >/dev/null)
+  echo "$want" > "$stamp"
+}
+
 setup() {
-  install_system_packages
+  install_system_packages "${SYSTEM_PACKAGES[@]}"
   install_python
 }
 
@@ -67,6 +81,8 @@ case "$cmd" in
     exec "$VENV/bin/stemforge" serve "$@" ;;
   test)
     setup
+    install_system_packages "${TEST_SYSTEM_PACKAGES[@]}"
+    install_node_packages
     export PYTHONHASHSEED=0
     set +e
     "$VENV/bin/python" -m pytest -q "$@"

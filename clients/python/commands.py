@@ -323,7 +323,7 @@ def _connection_options(p: argparse.ArgumentParser, suppress: bool) -> None:
 
     g = p.add_argument_group("connection")
     g.add_argument("--url", default=d(None), help="daemon WebSocket URL (default ws://HOST:PORT/)")
-    g.add_argument("--host", default=d(DEFAULT_HOST), help="daemon host (default %(default)s)")
+    g.add_argument("--host", default=d(DEFAULT_HOST), help=f"daemon host (default {DEFAULT_HOST})")
     g.add_argument("--port", type=int, default=d(None),
                    help=f"daemon WebSocket port (default: DATA_DIR/endpoints.json of a running daemon, else "
                         f"{DEFAULT_WS_PORT})")

@@ -71,7 +71,9 @@ function start(token) {
     const { state: s, reconnected, retryMs } = ev.detail;
     const conEl = $("conn");
     conEl.setAttribute("data-state", s);
-    conEl.textContent = s === "connected" ? "connected" : s === "disconnected" ? `daemon unreachable, retrying in ${(retryMs / 1000).toFixed(1)} s` : `${s}…`;
+    // a browser cannot read a refused handshake's HTTP status (401 wrong token): say both causes
+    const why = conn.everOpened ? "daemon unreachable" : "cannot connect (daemon not running, or a wrong token)";
+    conEl.textContent = s === "connected" ? "connected" : s === "disconnected" ? `${why}, retrying in ${(retryMs / 1000).toFixed(1)} s` : `${s}…`;
     if (s === "connected") act(() => refresh(reconnected));
     if (s === "disconnected") setJobButtons();
   });

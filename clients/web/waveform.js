@@ -63,9 +63,12 @@ export function drawLane(canvas, { channels, startSample, totalSamples, session,
   }
   const ratio = window.devicePixelRatio || 1;
   ctx.font = `${11 * ratio}px system-ui, sans-serif`;
-  ctx.fillStyle = "#8a93a0";
   const db = peak > 0 ? `${(20 * Math.log10(peak)).toFixed(1)} dBFS` : "silent";
-  ctx.fillText(`peak ${db}${zoom > 1.05 ? ` · view ×${zoom < 10 ? zoom.toFixed(1) : Math.round(zoom)}` : ""}`, 6 * ratio, 14 * ratio);
+  const label = `peak ${db}${zoom > 1.05 ? ` · view ×${zoom < 10 ? zoom.toFixed(1) : Math.round(zoom)}` : ""}`;
+  ctx.fillStyle = "rgba(15, 17, 21, 0.8)";
+  ctx.fillRect(2 * ratio, 2 * ratio, ctx.measureText(label).width + 8 * ratio, 16 * ratio);
+  ctx.fillStyle = "#aab3c0";
+  ctx.fillText(label, 6 * ratio, 14 * ratio);
   return drawnColumns;
 }
 

@@ -44,6 +44,7 @@ def register(sub: argparse._SubParsersAction, groups: dict[str, argparse._SubPar
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--model", default=None, help="checkpoint dir, hub id or config name (default: embedded)")
     t.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    t.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: CUDA when present)")
     _data_dir(t)
     t.set_defaults(func=_train)
 
@@ -77,7 +78,7 @@ def _train(args: argparse.Namespace) -> int:
     from engine.concepts.train import train_concepts
     from engine.concepts.trainer import ConceptOptions
     from engine.model import StemforgeModel
-    from engine.train.common import Progress, set_threads
+    from engine.train.common import Progress, resolve_device, set_threads
     from protocol.errors import InvalidArgument
 
     if len(args.name) != len(args.audio):
@@ -89,7 +90,10 @@ def _train(args: argparse.Namespace) -> int:
     opts = ConceptOptions(method=args.method, steps=args.steps, mask_steps=args.mask_steps, batch=args.batch,
                           seconds=args.seconds, num_tokens=args.tokens, pivotal_percent=args.percent,
                           stem=args.stem, description=args.description, seed=args.seed)
+    device = resolve_device(args.device)
     model = StemforgeModel.load(args.model)
+    if device.type != "cpu":
+        model.to(device)
     bar: dict[str, Any] = {}
 
     def progress(step: int, total: int, stage: str) -> None:

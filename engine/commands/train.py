@@ -13,7 +13,7 @@ def register(sub: Any, groups: dict[str, argparse._SubParsersAction]) -> None:
     train = groups["train"]
     ae = train.add_parser("autoencoder", help="train the audio autoencoder on stems and mixes",
                           description="Train the frame-rate audio autoencoder (random crops of stems and mixes; "
-                                      "MR-STFT + waveform losses, 5%% latent masking, EMA, resumable).")
+                                      "MR-STFT + waveform losses, 5% latent masking, EMA, resumable).")
     ae.add_argument("--data", required=True, help="folder of renders (bass/drums/instrument/melody/mix .wav)")
     ae.add_argument("--heldout", default=None, help="held-out folder for evaluation (default DATA/../heldout)")
     ae.add_argument("--steps", type=int, default=2000)
@@ -22,10 +22,11 @@ def register(sub: Any, groups: dict[str, argparse._SubParsersAction]) -> None:
     ae.add_argument("--lr", type=float, default=1e-3)
     ae.add_argument("--config", default="tiny", help="named configuration whose autoencoder is trained")
     ae.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
-    ae.add_argument("--threads", type=int, default=2, help="CPU threads for torch (0 = torch default)")
+    ae.add_argument("--threads", type=int, default=2,
+                    help="CPU threads for torch (0 = torch default; use 1 on an oversubscribed machine)")
     ae.add_argument("--seed", type=int, default=0)
     ae.add_argument("--ema-decay", type=float, default=0.995)
-    ae.add_argument("--wave-weight", type=float, default=1.0, help="weight of the waveform L1 loss")
+    ae.add_argument("--wave-weight", type=float, default=20.0, help="weight of the waveform L1 loss")
     ae.add_argument("--ckpt-minutes", type=float, default=5.0, help="checkpoint every N minutes")
     ae.add_argument("--eval-minutes", type=float, default=5.0, help="held-out evaluation every N minutes")
     ae.add_argument("--eval-clips", type=int, default=6)
@@ -52,8 +53,9 @@ def _train_autoencoder(args: argparse.Namespace) -> int:
 
     opts = TrainOptions(data=args.data, out=args.out, config=args.config, steps=args.steps, batch=args.batch,
                         seconds=args.seconds, lr=args.lr, device=args.device, threads=args.threads, seed=args.seed,
-                        ema_decay=args.ema_decay, wave_weight=args.wave_weight, ckpt_minutes=args.ckpt_minutes, eval_minutes=args.eval_minutes,
-                        eval_clips=args.eval_clips, heldout=args.heldout, resume=args.resume)
+                        ema_decay=args.ema_decay, wave_weight=args.wave_weight, ckpt_minutes=args.ckpt_minutes,
+                        eval_minutes=args.eval_minutes, eval_clips=args.eval_clips, heldout=args.heldout,
+                        resume=args.resume)
     result = AutoencoderTrainer(opts).run()
     print("final:", " ".join(f"{k}={v:.4g}" for k, v in sorted(result.items())))
     if args.export:

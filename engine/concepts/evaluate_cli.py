@@ -33,6 +33,7 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help="checkpoint dir, hub id or config name (default: embedded)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: CUDA when present)")
     p.add_argument("--json", default=None, metavar="FILE", help="write the results as JSON")
 
 
@@ -51,12 +52,25 @@ def run_eval_command(args: argparse.Namespace) -> int:
         reference_items=args.reference_items, heldout_items=args.heldout_items, item_seconds=args.item_seconds,
         seconds=args.seconds, sample_steps=args.sample_steps, cfg=args.cfg, min_seconds=args.min_seconds,
         background=args.background, work_dir=args.work_dir, joint=not args.no_joint, model=args.model,
-        seed=args.seed)
+        seed=args.seed, device=args.device)
     result = run_concept_eval(opts)
     print(format_table(result))
     if args.json:
         path = Path(args.json)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(result, indent=2) + "\n")
+        path.write_text(json.dumps(_finite(result), indent=2, allow_nan=False) + "\n")
         print(f"wrote {path}")
     return 0
+
+
+def _finite(value: object) -> object:
+    """NaN / inf -> None, recursively (strict JSON)."""
+    import math
+
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value

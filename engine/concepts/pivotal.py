@@ -40,6 +40,7 @@ from engine.concepts.trainer import (
     freeze_unet,
     remove_parametrizations,
 )
+from protocol.errors import ModelError
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +132,7 @@ def tune(run: ConceptRun, steps: int, table: TokenTable | None, *, pivotal: dict
         if table is not None:
             groups.append({"params": [table.weight], "lr": opts.token_lr, "weight_decay": 0.0})
         if not groups:
-            raise ValueError("nothing to train")
+            raise ModelError("concept tuning: no parameter set to train")
         opt = torch.optim.AdamW(groups, betas=opts.betas)
         trainable = unet_params + ([table.weight] if table is not None else [])
         for _ in range(steps):

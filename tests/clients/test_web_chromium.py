@@ -31,7 +31,7 @@ from clients.python.client import StemforgeClient
 from protocol.records import Region
 from protocol.region import resolve_region
 
-from thin_client_daemon import CLIENTS, REPO, node_modules_or_skip, shared_daemon, token
+from thin_client_daemon import CLIENTS, REPO, node_modules_or_skip, shared_daemon, token, wait_started
 
 pytestmark = pytest.mark.timeout(420)
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -112,7 +112,7 @@ def test_web_studio_in_headless_chromium(tmp_path: Path) -> None:
                 steps.append(event["name"])
             elif event["event"] == "restart":
                 d.stop()
-                d.start().wait_ready(240)
+                wait_started(d.start())
                 restarted = True
                 proc.stdin.write("restarted\n")
                 proc.stdin.flush()

@@ -9,9 +9,11 @@ loading the engine worker is the slow part (tens of seconds on 2 shared cores).
 from __future__ import annotations
 
 import atexit
+import json
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -31,10 +33,32 @@ def shared_daemon() -> DaemonProcess:
         tmp = Path(tempfile.mkdtemp(prefix="stemforge-thin-clients-"))
         d = DaemonProcess(tmp / "data", token=None, env={"OMP_NUM_THREADS": "1"})
         d.tmp = tmp  # type: ignore[attr-defined]
-        d.start().wait_ready(START_TIMEOUT)
+        try:
+            wait_started(d.start())
+        except BaseException:
+            _stop(d)
+            raise
         _daemon = d
         atexit.register(_stop, d)
     return _daemon
+
+
+def wait_started(d: DaemonProcess, timeout: float = START_TIMEOUT) -> DaemonProcess:
+    """Wait until the daemon has fully started: its port listens *and* it wrote ``endpoints.json``
+    (the last step of startup, after the web page routes and the logged URLs)."""
+    d.wait_ready(timeout)
+    deadline = time.monotonic() + timeout
+    path = d.data_dir / "endpoints.json"
+    while time.monotonic() < deadline:
+        try:
+            if d.proc is not None and json.loads(path.read_text()).get("pid") == d.proc.pid:
+                return d
+        except (OSError, ValueError):
+            pass
+        if d.proc is None or d.proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    raise RuntimeError(f"the daemon did not finish starting (no endpoints.json):\n{d.log_tail()}")
 
 
 def _stop(d: DaemonProcess) -> None:

@@ -127,7 +127,7 @@ def test_text_cache_matches_batch_encoding(text_encoder):
     states, mask = cache(prompts)
     ref_states, ref_mask = text_encoder.encode(prompts)
     assert torch.equal(mask, ref_mask.cpu())
-    assert torch.allclose(states, ref_states.float().cpu(), atol=1e-5)
+    assert torch.allclose(states, ref_states.float().cpu(), atol=2e-2, rtol=1e-3)  # float16 rows
     cache([prompts[0], "third"])
     assert cache.hits == 1 and cache.misses == 3 and len(cache._rows) == 2
 
