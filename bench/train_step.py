@@ -12,32 +12,35 @@ GroupNorm residual blocks, no attention, no text) trained with the same AdamW an
 The two alternate step by step, so the ratio holds on a loaded machine where absolute times do not. Printed: seconds
 per phase (median over steps) for both, the totals and their ratio, and the text-cache misses. ``--profile`` adds a
 torch.profiler table of one of our steps. ``OMP_WAIT_POLICY`` defaults to PASSIVE here exactly as the trainer sets it
-(see engine/train/diffusion.py); export ``OMP_WAIT_POLICY=ACTIVE`` to measure libgomp's spinning default.
+(see engine/train/diffusion.py); ``--libgomp-default`` leaves it unset, so waiting OpenMP threads spin as they did
+before that fix (on a loaded host both models then slow down several times, ours the most).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads libgomp; same default as the trainer
+if "--libgomp-default" not in sys.argv:  # before torch loads libgomp; the same default as the trainer
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+WAIT_POLICY = os.environ.get("OMP_WAIT_POLICY", "unset (libgomp default: spin)")  # what libgomp will read
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import statistics  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from torch import Tensor, nn  # noqa: E402
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from engine.config import HOP, SAMPLE_RATE, get_config  # noqa: E402
-from engine.train.common import EMA  # noqa: E402
+from engine.config import HOP, SAMPLE_RATE, get_config
+from engine.train.common import EMA
 
 PHASES = ("data", "text", "forward", "backward", "optimizer", "ema")
 
@@ -165,6 +168,8 @@ def main() -> None:
     ap.add_argument("--config", default="tiny")
     ap.add_argument("--items", type=int, default=64, help="synthetic corpus items (distinct captions)")
     ap.add_argument("--profile", action="store_true", help="print a torch.profiler table of one of our steps")
+    ap.add_argument("--libgomp-default", action="store_true",
+                    help="leave OMP_WAIT_POLICY unset (spinning OpenMP waits, the trainer's old behaviour)")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -185,19 +190,19 @@ def main() -> None:
                 timings: dict[str, float] = {}
                 trainer.train_step(timings)
                 per_step[name].append(timings)
+        misses = ours.text.misses - misses0
         if args.profile:
             from torch.profiler import ProfilerActivity, profile
 
             with profile(activities=[ProfilerActivity.CPU]) as prof:
                 ours.train_step()
             print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
-        misses = ours.text.misses - misses0
 
     def med(name: str, phase: str | None) -> float:
         rows = per_step[name]
         return statistics.median(sum(r.values()) if phase is None else r.get(phase, 0.0) for r in rows)
 
-    print(f"threads {torch.get_num_threads()}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, "
+    print(f"threads {torch.get_num_threads()}, OMP_WAIT_POLICY {WAIT_POLICY}, "
           f"load {load0:.1f} -> {os.getloadavg()[0]:.1f}; batch {args.batch} x {ours.frames} frames "
           f"({args.seconds:g} s), median of {args.steps} steps after {args.warmup} warm-up")
     print(f"{'phase':<12}{'ours (' + args.config + f' {n_ours:.1f}M)':>22}{f'reference ({n_ref:.1f}M)':>20}")

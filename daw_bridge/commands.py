@@ -54,24 +54,12 @@ def _serve(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m daw_bridge.commands serve ...``: the same command without loading the other CLI modules."""
-    import logging
-    import sys
-
-    from protocol.errors import StemforgeError
+    from daw_bridge.cli import run
 
     parser = argparse.ArgumentParser(prog="stemforge")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     register(parser.add_subparsers(dest="command", required=True), {})
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        return int(args.func(args) or 0)
-    except StemforgeError as exc:
-        print(f"stemforge: error [{exc.code}]: {exc.message}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+    return run(parser, argv)
 
 
 if __name__ == "__main__":

@@ -170,12 +170,15 @@ async def _session_create(sf: Any, args: argparse.Namespace) -> int:
     if args.stems:
         fields["stems"] = _csv(args.stems)
     s = await sf.create_session(**fields)
+    from clients.python.connection import write_current_session
+
+    write_current_session(s.session_id, args.data_dir)  # later commands without --session use it
     _emit(args, s, _session_text(s))
     return 0
 
 
 async def _session_get(sf: Any, args: argparse.Namespace) -> int:
-    s = await sf.get_session(args.session_id)
+    s = await sf.get_session(args.session_id or args.session)
     _emit(args, s, _session_text(s))
     return 0
 
@@ -295,6 +298,10 @@ async def _jobs_cancel(sf: Any, args: argparse.Namespace) -> int:
 def _run(handler: Handler) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         from clients.python.client import StemforgeClient, error_text
+        from clients.python.connection import read_current_session
+
+        if getattr(args, "session", "unset") is None:  # no --session: the session `session create` made last
+            args.session = read_current_session(args.data_dir)
 
         async def main() -> int:
             sf = StemforgeClient(args.url, host=args.host, port=args.port, token=args.token, data_dir=args.data_dir,
@@ -337,7 +344,7 @@ def _connection_options(p: argparse.ArgumentParser, suppress: bool) -> None:
 
 def _generation_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("prompt", nargs="?", default="", help="text prompt (may name concepts as <name>)")
-    p.add_argument("--session", help="session id (default: the daemon's default session)")
+    p.add_argument("--session", help="session id (default: the one `session create` made last, else the daemon's default session)")
     p.add_argument("--seed", type=int)
     p.add_argument("--steps", type=int)
     p.add_argument("--sampler")
@@ -379,7 +386,8 @@ def register(sub: argparse._SubParsersAction, groups: dict[str, argparse._SubPar
     p.add_argument("--length-unit", choices=("seconds", "samples", "beats", "bars"), default="seconds")
     p.add_argument("--stems", help="comma-separated stem names (default: the model's)")
     p = leaf(ssub, "get", _session_get, "show a session and its takes (* = active take)")
-    p.add_argument("session_id", nargs="?")
+    p.add_argument("session_id", nargs="?", help="default: the session `session create` made last")
+    p.set_defaults(session=None)
 
     p = leaf(csub, "generate", _generate, "generate stems (given the kept ones)")
     _generation_options(p)

@@ -46,6 +46,28 @@ def read_token(data_dir: str | Path | None = None) -> str | None:
     return token or None
 
 
+CURRENT_SESSION_FILE = "client-session"
+
+
+def read_current_session(data_dir: str | Path | None = None) -> str | None:
+    """The session the CLI client last created (``<data_dir>/client-session``), or None."""
+    path = (Path(data_dir).expanduser() if data_dir else default_data_dir()) / CURRENT_SESSION_FILE
+    try:
+        return path.read_text().strip() or None
+    except OSError:
+        return None
+
+
+def write_current_session(session_id: str, data_dir: str | Path | None = None) -> None:
+    """Remember ``session_id`` as the CLI's current session (used when ``--session`` is not given)."""
+    path = (Path(data_dir).expanduser() if data_dir else default_data_dir()) / CURRENT_SESSION_FILE
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(session_id + "\n")
+    except OSError:
+        pass  # a read-only data dir only loses the convenience; --session still works
+
+
 def read_endpoints(data_dir: str | Path | None = None) -> dict[str, object] | None:
     """The running daemon's ``endpoints.json`` (None when absent or unreadable)."""
     path = (Path(data_dir).expanduser() if data_dir else default_data_dir()) / ENDPOINTS_FILE

@@ -20,6 +20,9 @@ def register(sub: Any, groups: dict[str, argparse._SubParsersAction]) -> None:
     ae.add_argument("--batch", type=int, default=6)
     ae.add_argument("--seconds", type=float, default=0.5, help="crop length in seconds")
     ae.add_argument("--lr", type=float, default=1e-3)
+    ae.add_argument("--decay-steps", type=int, default=0,
+                    help="cosine decay of the learning rate to --lr-min at this step (0 = constant)")
+    ae.add_argument("--lr-min", type=float, default=1e-4)
     ae.add_argument("--config", default="tiny", help="named configuration whose autoencoder is trained")
     ae.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
     ae.add_argument("--threads", type=int, default=2,
@@ -52,7 +55,7 @@ def _train_autoencoder(args: argparse.Namespace) -> int:
     from engine.train.autoencoder import AutoencoderTrainer, TrainOptions, export
 
     opts = TrainOptions(data=args.data, out=args.out, config=args.config, steps=args.steps, batch=args.batch,
-                        seconds=args.seconds, lr=args.lr, device=args.device, threads=args.threads, seed=args.seed,
+                        seconds=args.seconds, lr=args.lr, decay_steps=args.decay_steps, lr_min=args.lr_min, device=args.device, threads=args.threads, seed=args.seed,
                         ema_decay=args.ema_decay, wave_weight=args.wave_weight, ckpt_minutes=args.ckpt_minutes,
                         eval_minutes=args.eval_minutes, eval_clips=args.eval_clips, heldout=args.heldout,
                         resume=args.resume)

@@ -34,7 +34,9 @@ class SelfAttention(nn.Module):
 
     def forward(self, x: Tensor, causal: bool) -> Tensor:
         b, f, c = x.shape
-        q, k, v = self._split(self.to_q(x)), self._split(self.to_k(x)), self._split(self.to_v(x))
+        # one GEMM for q, k and v (the three weights stay separate parameters, addressable by name)
+        w = torch.cat([self.to_q.weight, self.to_k.weight, self.to_v.weight])  # (3C, C)
+        q, k, v = (self._split(z) for z in F.linear(x, w).chunk(3, dim=-1))
         y = F.scaled_dot_product_attention(q, k, v, is_causal=causal)  # (B, h, F, C/h)
         return self.to_out(y.transpose(1, 2).reshape(b, f, c))
 
@@ -62,9 +64,9 @@ class CrossAttention(nn.Module):
 
     def forward(self, x: Tensor, context: Tensor, mask: Tensor) -> Tensor:
         b, f, c = x.shape
-        zero = context.new_zeros(b, 1, self.to_k.out_features)
-        k = torch.cat([self.to_k(context), zero], dim=1)  # (B, L+1, C)
-        v = torch.cat([self.to_v(context), zero], dim=1)
+        kv = F.linear(context, torch.cat([self.to_k.weight, self.to_v.weight]))  # (B, L, 2C): k | v
+        kv = torch.cat([kv, kv.new_zeros(b, 1, kv.shape[-1])], dim=1)  # (B, L+1, 2C)
+        k, v = kv.chunk(2, dim=-1)
         keep = torch.cat([mask.bool(), mask.new_ones(b, 1, dtype=torch.bool)], dim=1)  # (B, L+1)
         q, k, v = self._split(self.to_q(x)), self._split(k), self._split(v)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=keep[:, None, None, :])  # (B, h, F, C/h)
@@ -90,7 +92,7 @@ class TransformerBlock1d(nn.Module):
         )
 
     def forward(self, x: Tensor, context: Tensor, mask: Tensor, causal: bool) -> Tensor:
-        h = x.transpose(1, 2)  # (B, F, C)
+        h = x.transpose(1, 2).contiguous()  # (B, F, C), one copy instead of one per LayerNorm
         h = h + self.self_attn(self.norm1(h), causal)
         h = h + self.cross_attn(self.norm2(h), context, mask)
         h = h + self.ff(self.norm3(h))

@@ -24,25 +24,56 @@ def _groups(channels: int, preferred: int = 32, min_group_size: int = 16) -> int
     return 1
 
 
+class _FrameGroupNormFn(torch.autograd.Function):
+    """Per-frame group normalisation with an affine, forward and backward written out on the (B, G, C/G, F) view.
+
+    Every reduction runs over dim 2 (a group's channels of one frame) as plain sums of contiguous F-long rows: no
+    transposed copies and no autograd graph of a dozen elementwise ops (about 2x cheaper than a frame-major fused
+    layer_norm, 4-5x cheaper than autograd through var_mean on these shapes). Statistics are at least fp32.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor, groups: int, eps: float) -> Tensor:
+        b, c, f = x.shape
+        acc = torch.promote_types(x.dtype, torch.float32)  # fp32 statistics for half inputs
+        xg = x.to(acc).view(b, groups, c // groups, f)
+        d = xg - xg.mean(2, keepdim=True)  # (B, G, C/G, F)
+        rstd = torch.rsqrt(d.square().mean(2, keepdim=True).add_(eps))  # (B, G, 1, F)
+        y = d.mul_(rstd).view(b, c, f)  # normalised
+        ctx.save_for_backward(y, rstd, weight)
+        ctx.groups, ctx.in_dtype = groups, x.dtype
+        return torch.addcmul(bias.to(acc)[:, None], y, weight.to(acc)[:, None]).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
+        y, rstd, weight = ctx.saved_tensors
+        b, c, f = y.shape
+        g = ctx.groups
+        grad = grad.to(y.dtype)
+        grad_w = (grad * y).sum((0, 2)).to(weight.dtype) if ctx.needs_input_grad[1] else None
+        grad_b = grad.sum((0, 2)).to(weight.dtype) if ctx.needs_input_grad[2] else None
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            gy = (grad * weight.to(y.dtype)[:, None]).view(b, g, c // g, f)  # d loss / d y
+            yg = y.view(b, g, c // g, f)
+            grad_x = rstd * (gy - gy.mean(2, keepdim=True) - yg * (gy * yg).mean(2, keepdim=True))
+            grad_x = grad_x.view(b, c, f).to(ctx.in_dtype)
+        return grad_x, grad_w, grad_b, None, None
+
+
 class FrameGroupNorm(nn.GroupNorm):
     """GroupNorm over the channel groups of each frame separately: (B, C, F) -> (B, C, F).
 
     Unlike ``nn.GroupNorm`` on (B, C, F) it does not pool statistics over time, so a frame's output
-    depends on that frame only (no future leaks into the past in causal mode).
+    depends on that frame only (no future leaks into the past in causal mode). Same result as ``nn.GroupNorm``
+    applied to every frame's (C,) vector.
     """
 
     def __init__(self, channels: int, groups: int | None = None, eps: float = 1e-5) -> None:
         super().__init__(groups or _groups(channels), channels, eps=eps)
 
     def forward(self, x: Tensor) -> Tensor:  # x: (B, C, F)
-        b, c, f = x.shape
-        g = self.num_groups
-        # Frame-major copy so each group's channels are contiguous: a fused layer_norm over them (forward and
-        # backward) costs ~4x less on CPU than var_mean over the strided channel axis of (B, G, C/G, F).
-        xg = x.transpose(1, 2).reshape(b, f, g, c // g).float()  # (B, F, G, C/G)
-        y = F.layer_norm(xg, (c // g,), eps=self.eps).view(b, f, c).to(x.dtype)  # fp32 statistics
-        y = y.transpose(1, 2)  # (B, C, F) view
-        return torch.addcmul(self.bias[:, None], y, self.weight[:, None]).contiguous()
+        return _FrameGroupNormFn.apply(x.contiguous(), self.weight, self.bias, self.num_groups, self.eps)
 
 
 class OmniConv1d(nn.Conv1d):
@@ -66,6 +97,8 @@ class OmniConv1d(nn.Conv1d):
 
     def forward(self, x: Tensor, causal: bool = False) -> Tensor:  # (B, Cin, F) -> (B, Cout, ceil(F/s))
         left, right = self.pad_amounts(x.shape[-1], causal)
+        if left == right:  # the convolution's own zero padding: no padded copy of x (forward and backward)
+            return F.conv1d(x, self.weight, self.bias, self.stride, left)
         return super().forward(F.pad(x, (left, right)))
 
 

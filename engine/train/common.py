@@ -18,8 +18,10 @@ import logging
 import math
 import os
 import random
+import signal
 import sys
 import tempfile
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -211,6 +213,32 @@ class CheckpointTimer:
 
 
 # ---- progress and logging -------------------------------------------------------------------------
+class StopFlag:
+    """SIGTERM / SIGINT ask a training loop to stop after the current step (it then writes a checkpoint).
+
+    A second signal gives up at once (KeyboardInterrupt). Handlers are installed only on the main thread and put
+    back by :meth:`restore`.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.signum: int | None = None
+        self._old: dict[int, Any] = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._old[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested, self.signum = True, signum
+
+    def restore(self) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old.clear()
+
+
 class Progress:
     """Progress over ``total`` steps starting at ``initial``, showing smoothed loss and steps/s.
 

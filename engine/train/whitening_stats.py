@@ -15,7 +15,8 @@ import torch
 
 from engine.config import SAMPLE_RATE, get_config
 from engine.models.autoencoder import AudioAutoencoder
-from engine.train.autoencoder import WHITENING, CropSampler, load_trained
+from engine.train.autoencoder import WHITENING, load_trained
+from engine.train.crops import CropSampler
 from engine.train.common import set_threads
 from protocol.errors import InvalidArgument
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.models.blocks import Downsample, OmniConv1d, Upsample
+import torch.nn.functional as F
+
+from engine.models.blocks import Downsample, FrameGroupNorm, OmniConv1d, Upsample
 from engine.models.unet import OmniUNet1d
 from protocol.errors import ConfigMismatch
 
@@ -137,3 +139,29 @@ def test_causal_resampling_layers() -> None:
         assert torch.equal(down(x, True)[..., :5], down(x2, True)[..., :5])
         assert torch.equal(up(down(x, True), True)[..., :9], up(down(x2, True), True)[..., :9])
         assert not torch.equal(conv(x, False)[..., :9], conv(x2, False)[..., :9])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_frame_group_norm_is_group_norm_of_each_frame(dtype) -> None:
+    """The hand-written forward/backward equals nn.GroupNorm applied to every frame's channel vector."""
+    torch.manual_seed(0)
+    norm = FrameGroupNorm(48).to(dtype)  # 3 groups of 16 channels
+    with torch.no_grad():
+        norm.weight.normal_()
+        norm.bias.normal_()
+    x = (torch.randn(2, 48, 7, dtype=dtype) * 3 + 1).requires_grad_()
+    probe = torch.randn(2, 48, 7, dtype=dtype)
+    y = norm(x)
+    (y * probe).sum().backward()
+    got = (y.detach(), x.grad, norm.weight.grad, norm.bias.grad)
+
+    w, b = norm.weight.detach().clone().requires_grad_(), norm.bias.detach().clone().requires_grad_()
+    x_ref = x.detach().clone().requires_grad_()
+    y_ref = F.group_norm(x_ref.transpose(1, 2).reshape(14, 48), 3, w, b, norm.eps).reshape(2, 7, 48).transpose(1, 2)
+    (y_ref * probe).sum().backward()
+    tol = 1e-5 if dtype == torch.float32 else 1e-10
+    for a, r in zip(got, (y_ref.detach(), x_ref.grad, w.grad, b.grad)):
+        assert a.dtype == dtype
+        torch.testing.assert_close(a, r, atol=tol, rtol=tol)
+    if dtype == torch.float64:
+        assert torch.autograd.gradcheck(lambda *a: norm(a[0]), (x.detach().clone().requires_grad_(),))

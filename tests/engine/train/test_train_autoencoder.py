@@ -1,4 +1,4 @@
-"""Autoencoder training: crops, loss decreases on a fixed clip, resumable checkpoints, export."""
+"""Autoencoder training: loss decreases on a fixed clip, resumable checkpoints, export."""
 
 import json
 
@@ -8,8 +8,9 @@ import soundfile as sf
 import torch
 
 from engine.config import AutoencoderConfig
-from engine.train.autoencoder import (AutoencoderTrainer, CropSampler, TrainOptions, export, load_trained)
+from engine.train.autoencoder import AutoencoderTrainer, TrainOptions, export, load_trained
 from engine.train.common import load_checkpoint
+from engine.train.crops import CropSampler
 from protocol.errors import CheckpointNotFound, InvalidArgument
 
 SMALL = AutoencoderConfig(latent_dim=8, hidden=32, encoder_depth=1, decoder_depth=1)
@@ -43,18 +44,6 @@ def _opts(data, out, **kw) -> TrainOptions:
                 warmup=1, eval_clips=2, eval_seconds=0.1, ckpt_minutes=60, eval_minutes=60, device="cpu")
     base.update(kw)
     return TrainOptions(**base)
-
-
-def test_crop_sampler_shapes(data) -> None:
-    sampler = CropSampler(data / "train")
-    assert len(sampler) == 10  # 2 items x (4 stems + mix)
-    batch = sampler.sample(3, 4801, np.random.default_rng(0))
-    assert batch.shape == (3, 2, 4801) and batch.dtype == torch.float32
-    clips = sampler.fixed_clips(4, 30000)  # longer than a file (24000): zero-padded
-    assert clips.shape == (4, 2, 30000)
-    assert torch.equal(clips, sampler.fixed_clips(4, 30000))  # deterministic
-    with pytest.raises(InvalidArgument):
-        CropSampler(data / "nothing-here")
 
 
 def test_training_steps_lower_loss_on_fixed_clip(data, tmp_path) -> None:
@@ -133,17 +122,6 @@ def test_whitening_statistics_stored_beside_weights(data, tmp_path) -> None:
     assert "whitening.safetensors" in [p.name for p in files]
 
 
-def test_crop_sampler_refresh_picks_up_new_renders(tmp_path) -> None:
-    _write_item(tmp_path / "c" / "a", 0, seconds=0.1)
-    sampler = CropSampler(tmp_path / "c")
-    assert len(sampler) == 5
-    _write_item(tmp_path / "c" / "b", 1, seconds=0.1)
-    _write_item(tmp_path / "c" / ".tmp-c", 2, seconds=0.1)  # a render in progress is ignored
-    assert sampler.refresh() == 5
-    assert len(sampler) == 10 and all(".tmp" not in str(p) for p in sampler.files)
-    assert sampler.refresh() == 0
-
-
 def test_sigterm_stops_after_the_step_and_saves(data, tmp_path) -> None:
     import os
     import signal
@@ -175,3 +153,11 @@ def test_export_skips_stale_whitening_and_computes_fresh(data, tmp_path) -> None
     names = [p.name for p in export(tmp_path / "run", tmp_path / "b", whitening_data=data / "train")]
     assert "whitening.safetensors" in names and whitening_step(tmp_path / "b" / "whitening.safetensors") == 2
     assert load_trained(tmp_path / "b").trained_step == 2
+
+
+def test_learning_rate_schedule(data, tmp_path) -> None:
+    trainer = AutoencoderTrainer(_opts(data, tmp_path, lr=1e-3, warmup=10, decay_steps=110, lr_min=1e-4), cfg=SMALL)
+    assert trainer.lr_at(0) == pytest.approx(1e-4)  # warmup 1/10
+    assert trainer.lr_at(10) == pytest.approx(1e-3)
+    assert trainer.lr_at(60) == pytest.approx(5.5e-4)  # half way down the cosine
+    assert trainer.lr_at(110) == pytest.approx(1e-4) and trainer.lr_at(10_000) == pytest.approx(1e-4)

@@ -111,6 +111,33 @@ def test_resume_continues_exactly(tmp_path, text_encoder):
         assert torch.equal(a, resumed.ema.shadow[k]), k
 
 
+def test_step_timings_are_reported_and_change_nothing(tmp_path, text_encoder):
+    timed = DiffusionTrainer(_model(text_encoder), _latents(), _opts(tmp_path / "a", steps=4, batch=2))
+    plain = DiffusionTrainer(_model(text_encoder), _latents(), _opts(tmp_path / "b", steps=4, batch=2))
+    timings: dict[str, float] = {}
+    for _ in range(2):
+        assert timed.train_step(timings) == plain.train_step()
+    assert set(timings) == {"data", "text", "forward", "backward", "optimizer", "ema"}
+    assert all(v >= 0.0 for v in timings.values()) and timings["forward"] > 0.0
+    for (k, a), b in zip(timed.unet.state_dict().items(), plain.unet.state_dict().values()):
+        assert torch.equal(a, b), k
+
+
+def test_openmp_threads_sleep_while_waiting():
+    """Importing the trainer before torch makes libgomp's waiting threads sleep (PASSIVE) unless the user chose."""
+    import os
+    import subprocess
+    import sys
+
+    code = "import os, engine.train.diffusion, torch; print(os.environ['OMP_WAIT_POLICY'])"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split()[-1] == "PASSIVE"
+    env["OMP_WAIT_POLICY"] = "ACTIVE"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split()[-1] == "ACTIVE"
+
+
 def test_lr_schedule_and_options():
     assert lr_factor(0, 100, 10) == pytest.approx(0.1)
     assert lr_factor(9, 100, 10) == pytest.approx(1.0)
@@ -178,3 +205,37 @@ def test_cli_smoke(tmp_path, capsys):
     out = StemforgeModel.from_pretrained(tmp_path / "out")
     assert out.trained and out.meta["training"]["steps"] == 2
     assert torch.equal(out.whitening.W, model.whitening.W.to(out.whitening.W.dtype))
+
+
+def test_sigterm_stops_after_the_step_and_saves_a_resumable_checkpoint(tmp_path, text_encoder):
+    import os
+    import signal
+
+    trainer = DiffusionTrainer(_model(text_encoder), _latents(), _opts(tmp_path, steps=50))
+    step = trainer.train_step
+
+    def step_then_signal(*a, **kw):
+        loss = step(*a, **kw)
+        if trainer.step == 3:
+            os.kill(os.getpid(), signal.SIGTERM)  # handled by StopFlag: finish this step, save, return
+        return loss
+
+    trainer.train_step = step_then_signal
+    trainer.run()
+    assert trainer.step == 3
+    resumed = DiffusionTrainer(_model(text_encoder), _latents(), _opts(tmp_path, steps=50, resume=True))
+    resumed.load()
+    assert resumed.step == 3
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers put back
+
+
+def test_init_unet_continues_from_a_model_checkpoint(tmp_path, text_encoder):
+    src = _model(text_encoder, seed=0)
+    src.whitening.update(torch.randn(4, 8, 50, generator=torch.Generator().manual_seed(1)))
+    src.whitening.finalize(8)
+    src.save_pretrained(tmp_path / "partial")
+    fresh = load_base_model(tmp_path / "partial", SMALL, seed=7)
+    cont = load_base_model(tmp_path / "partial", SMALL, seed=7, init_unet=True)
+    src_state = src.unet.state_dict()
+    assert all(torch.equal(v, src_state[k]) for k, v in cont.unet.state_dict().items())
+    assert not all(torch.equal(v, src_state[k]) for k, v in fresh.unet.state_dict().items())
