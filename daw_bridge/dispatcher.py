@@ -19,6 +19,7 @@ import json
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from daw_bridge.journal import ACTIVE, Journal, SessionRow
@@ -80,7 +81,7 @@ class Dispatcher:
             m.Ping: self._ping, m.ServerInfoRequest: self._server_info,
             m.SessionCreate: self._session_create, m.SessionUpdate: self._session_update,
             m.SessionGet: self._session_get, m.SessionList: self._session_list,
-            m.Keep: self._keep, m.TakeSelect: self._take_select,
+            m.Keep: self._keep, m.TakeSelect: self._take_select, m.ManifestGet: self._take_manifest,
             m.Generate: self._generate, m.Inpaint: self._inpaint, m.Continue: self._continue,
             m.JobList: self._job_list, m.JobCancel: self._job_cancel,
             m.ConceptList: self._concept_list,
@@ -271,6 +272,16 @@ class Dispatcher:
         s = self.session(msg.session_id)
         s = self.journal.set_kept(s.session_id, msg.stem, msg.stem in s.kept, take_id=msg.take_id)
         await peer.send(m.Session(id=msg.id, session=self.session_info(s)))
+
+    async def _take_manifest(self, peer: Peer, msg: m.ManifestGet) -> None:
+        """The recall manifest beside the take, as written on disk (uploads without one: the take's record)."""
+        take = self.journal.get_take(msg.take_id)  # UnknownTake
+        if take.manifest_path:
+            text = await asyncio.to_thread(Path(take.manifest_path).read_text)
+            manifest = json.loads(text)
+        else:
+            manifest = dataclasses.asdict(take)
+        await peer.send(m.Manifest(id=msg.id, take_id=take.take_id, manifest=manifest))
 
     # ---- generation jobs -----------------------------------------------------------------------
     def _check_stem(self, s: SessionRow, stem: str) -> None:

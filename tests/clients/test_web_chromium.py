@@ -19,7 +19,6 @@ import re
 import shutil
 import subprocess
 import threading
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -154,11 +153,8 @@ def test_web_studio_in_headless_chromium(tmp_path: Path) -> None:
     want, sr2 = sf.read(take.path, dtype="int32", always_2d=True)
     assert sr == sr2 == 48000 and sf.info(result["wav_path"]).subtype == sf.info(take.path).subtype
     np.testing.assert_array_equal(got, want)
-    if "manifest_error" in result:  # a daemon without take.manifest: the page showed its refusal as is
-        assert result["manifest_error"].startswith("invalid_argument 'take.manifest' is not served")
-        warnings.warn(f"the daemon does not serve take.manifest yet: {result['manifest_error']}")
-    else:
-        assert json.loads(Path(result["manifest_path"]).read_text()) == json.loads(Path(take.manifest_path).read_text())
+    assert "manifest_error" not in result, result.get("manifest_error")
+    assert json.loads(Path(result["manifest_path"]).read_text()) == json.loads(Path(take.manifest_path).read_text())
 
     png = SCREENSHOT.read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000

@@ -114,6 +114,11 @@ def test_generate_keep_regenerate_inpaint_continue(ws, session: dict[str, Any]) 
     assert row["state"] == "done" and row["take_ids"] == [drums2["take_id"]]
     manifest = json.loads(Path(drums2["manifest_path"]).read_text())
     assert manifest["source_takes"]["bass"]["take_id"] == takes["bass"]["take_id"]
+    # the same manifest over the wire (take.manifest), and an unknown take answered with its code
+    got = request(ws, type="take.manifest", take_id=drums2["take_id"])
+    assert got["type"] == "manifest" and got["take_id"] == drums2["take_id"] and got["manifest"] == manifest
+    bad = request(ws, type="take.manifest", take_id="t-nope")
+    assert bad["type"] == "error" and bad["code"] == "unknown_take"
 
     # inpaint 0.6 .. 0.8 s of the drums: outside the region the source, sample for sample
     acc = request(ws, type="inpaint", session_id=sid, stems=["drums"], steps=STEPS, format="float32",
