@@ -81,15 +81,18 @@ class Daemon:
             self.journal.close()
             raise
         self.dispatcher.start()
+        # HTTP routes exist before the port opens, so a client that connects at once finds them.
+        from daw_bridge.looplag import LoopLagProbe  # stats hook (GET /stats) for `stemforge bench bridge`
+        from daw_bridge.webpage import WebPage, log_webpage  # issue 6: the web studio page, GET / on this port
+
+        self.loop_lag = LoopLagProbe().start()
+        self.ws.http_routes.setdefault("/stats", self.loop_lag.http_route)
+        has_page = WebPage().install(self.ws)
         try:
             await self.ws.start()
         except OSError as exc:
             raise InvalidArgument(f"cannot listen for WebSocket clients on {self.settings.host}:"
                                   f"{self.settings.ws_port}: {exc.strerror or exc}") from None
-        from daw_bridge.looplag import LoopLagProbe  # stats hook (GET /stats) for `stemforge bench bridge`
-
-        self.loop_lag = LoopLagProbe().start()
-        self.ws.http_routes.setdefault("/stats", self.loop_lag.http_route)
         if self.settings.osc_port is not None:
             osc_host = self.settings.osc_host or "127.0.0.1"
             self.osc = OscServer(self.dispatcher, osc_host, self.settings.osc_port, self.settings.osc_reply_port)
@@ -102,9 +105,8 @@ class Daemon:
         devices = await self.dispatcher.transfers.devices()  # initialise PortAudio now, not in the first audition
         log.info("audio outputs: %s", ", ".join(d.name for d in devices) or "none")
         self._log_endpoints(info)
-        from daw_bridge.webpage import install_webpage  # issue 6: the web studio page, GET / on this port
-
-        install_webpage(self.ws, self.token)
+        if has_page:
+            log_webpage(self.ws, self.token)
         endpoints = {"ws_url": self.ws.url(with_token=False), "ws_port": self.ws.port,
                      "osc_host": self.osc.host if self.osc else None, "osc_port": self.osc.port if self.osc else None,
                      "osc_reply_port": self.settings.osc_reply_port, "pid": os.getpid(),

@@ -107,13 +107,11 @@ def page_url(ws: Any, token: str | None) -> str:
     return f"http://{shown}:{ws.port}/" + (f"?token={token}" if token else "")
 
 
-def install_webpage(ws: Any, token: str | None) -> str | None:
-    """Serve the page on ``ws`` and log its URL with the token; returns the URL (None if no page)."""
-    if not WebPage().install(ws):
-        return None
+def log_webpage(ws: Any, token: str | None) -> str:
+    """Log the page's URL with the token (once the port is open); returns the URL."""
     url = page_url(ws, token)
     log.info("  Web studio %s", url)
     return url
 
 
-__all__ = ["WebPage", "install_webpage", "page_url", "WEB_DIR"]
+__all__ = ["WebPage", "log_webpage", "page_url", "WEB_DIR"]
