@@ -84,7 +84,6 @@ class Dispatcher:
             m.Keep: self._keep, m.TakeSelect: self._take_select, m.ManifestGet: self._take_manifest,
             m.Generate: self._generate, m.Inpaint: self._inpaint, m.Continue: self._continue,
             m.JobList: self._job_list, m.JobCancel: self._job_cancel,
-            m.ConceptList: self._concept_list,
             **self.transfers.handlers(),
         }
         from daw_bridge.concept_jobs import ConceptJobs  # concept.train jobs, concept.list/delete (issue 5)
@@ -399,9 +398,6 @@ class Dispatcher:
     async def _job_cancel(self, peer: Peer, msg: m.JobCancel) -> None:
         self.jobs.cancel(msg.job_id)
         await peer.send(m.Ok(id=msg.id, request=msg.TYPE))
-
-    async def _concept_list(self, peer: Peer, msg: m.ConceptList) -> None:
-        await peer.send(m.Concepts(id=msg.id, concepts=()))
 
 
 def _json_value(value: Any) -> Any:

@@ -33,7 +33,7 @@ from engine.models.autoencoder import AudioAutoencoder
 from engine.models.losses import MultiResolutionSTFTLoss, log_spectral_distance, si_sdr, waveform_l1
 from engine.train.common import (CHECKPOINT_NAME, EMA, CheckpointTimer, Progress, StopFlag, load_checkpoint,
                                  resolve_device, save_checkpoint, seed_everything, set_threads, setup_run_logging)
-from engine.train.crops import ROLES, CropSampler  # noqa: F401  (ROLES re-exported)
+from engine.train.crops import CropSampler
 from protocol.errors import CheckpointNotFound, InvalidArgument
 
 log = logging.getLogger(__name__)
@@ -181,7 +181,6 @@ class AutoencoderTrainer:
         return metrics
 
     def run(self) -> dict[str, float]:
-        opts = self.opts
         if self.data is None:
             raise InvalidArgument("no training data given (--data)")
         self.run_dir.mkdir(parents=True, exist_ok=True)
