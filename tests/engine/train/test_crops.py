@@ -2,33 +2,19 @@
 
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
 
 from engine.train.crops import CropSampler
+from stem_renders import write_item
 from protocol.errors import InvalidArgument
 
-SR = 48_000
-
-
-def _write_item(folder, seed: int, seconds: float = 0.5) -> None:
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * SR)) / SR
-    folder.mkdir(parents=True)
-    stems = {}
-    for i, role in enumerate(["bass", "drums", "instrument", "melody"]):
-        f0 = 55.0 * 2 ** (i + rng.random())
-        tone = 0.2 * np.sin(2 * np.pi * f0 * t) * np.exp(-3 * (t % 0.25))
-        stems[role] = np.stack([tone, 0.8 * tone]).astype(np.float32)
-        sf.write(folder / f"{role}.wav", stems[role].T, SR, subtype="PCM_24")
-    sf.write(folder / "mix.wav", sum(stems.values()).T, SR, subtype="PCM_24")
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("renders")
     for i in range(2):
-        _write_item(root / "train" / f"item{i}", i)
+        write_item(root / "train" / f"item{i}", i)
     return root
 
 
@@ -45,11 +31,11 @@ def test_crop_sampler_shapes(data) -> None:
 
 
 def test_crop_sampler_refresh_picks_up_new_renders(tmp_path) -> None:
-    _write_item(tmp_path / "c" / "a", 0, seconds=0.1)
+    write_item(tmp_path / "c" / "a", 0, seconds=0.1)
     sampler = CropSampler(tmp_path / "c")
     assert len(sampler) == 5
-    _write_item(tmp_path / "c" / "b", 1, seconds=0.1)
-    _write_item(tmp_path / "c" / ".tmp-c", 2, seconds=0.1)  # a render in progress is ignored
+    write_item(tmp_path / "c" / "b", 1, seconds=0.1)
+    write_item(tmp_path / "c" / ".tmp-c", 2, seconds=0.1)  # a render in progress is ignored
     assert sampler.refresh() == 5
     assert len(sampler) == 10 and all(".tmp" not in str(p) for p in sampler.files)
     assert sampler.refresh() == 0

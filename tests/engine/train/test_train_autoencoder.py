@@ -2,40 +2,25 @@
 
 import json
 
-import numpy as np
 import pytest
-import soundfile as sf
 import torch
 
 from engine.config import AutoencoderConfig
 from engine.train.autoencoder import AutoencoderTrainer, TrainOptions, export, load_trained
 from engine.train.common import load_checkpoint
 from engine.train.crops import CropSampler
+from stem_renders import write_item
 from protocol.errors import CheckpointNotFound, InvalidArgument
 
 SMALL = AutoencoderConfig(latent_dim=8, hidden=32, encoder_depth=1, decoder_depth=1)
-SR = 48_000
-
-
-def _write_item(folder, seed: int, seconds: float = 0.5) -> None:
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * SR)) / SR
-    folder.mkdir(parents=True)
-    stems = {}
-    for i, role in enumerate(["bass", "drums", "instrument", "melody"]):
-        f0 = 55.0 * 2 ** (i + rng.random())
-        tone = 0.2 * np.sin(2 * np.pi * f0 * t) * np.exp(-3 * (t % 0.25))
-        stems[role] = np.stack([tone, 0.8 * tone]).astype(np.float32)
-        sf.write(folder / f"{role}.wav", stems[role].T, SR, subtype="PCM_24")
-    sf.write(folder / "mix.wav", sum(stems.values()).T, SR, subtype="PCM_24")
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("renders")
     for i in range(2):
-        _write_item(root / "train" / f"item{i}", i)
-    _write_item(root / "heldout" / "item9", 9)
+        write_item(root / "train" / f"item{i}", i)
+    write_item(root / "heldout" / "item9", 9)
     return root
 
 
