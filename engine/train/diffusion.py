@@ -35,6 +35,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import math
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -414,7 +415,8 @@ class DiffusionTrainer:
         self.ema.copy_to(self.unet)
         training = {"kind": "diffusion", "steps": self.step, "batch": self.opts.batch, "frames": self.frames,
                     "lr": self.opts.lr, "ema_decay": self.opts.ema_decay, "items": len(self.latents),
-                    "final_loss": self.last_loss, "seconds_per_step": self.seconds_per_step,
+                    "final_loss": self.last_loss,
+                    "seconds_per_step": self.seconds_per_step if math.isfinite(self.seconds_per_step) else None,
                     "device": str(self.device), **(extra or {})}
         return self.model.save_pretrained(directory, training=training, trained=True)
 
