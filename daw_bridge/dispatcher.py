@@ -276,8 +276,11 @@ class Dispatcher:
         """The recall manifest beside the take, as written on disk (uploads without one: the take's record)."""
         take = self.journal.get_take(msg.take_id)  # UnknownTake
         if take.manifest_path:
-            text = await asyncio.to_thread(Path(take.manifest_path).read_text)
-            manifest = json.loads(text)
+            try:
+                manifest = json.loads(await asyncio.to_thread(Path(take.manifest_path).read_text))
+            except (OSError, ValueError) as exc:  # removed or edited by hand on the host
+                raise UnknownTake(f"the manifest of take {take.take_id!r} cannot be read "
+                                  f"({take.manifest_path}): {exc}", take_id=take.take_id) from None
         else:
             manifest = dataclasses.asdict(take)
         await peer.send(m.Manifest(id=msg.id, take_id=take.take_id, manifest=manifest))
