@@ -47,6 +47,8 @@ class UNetConfig:
     time_embed_dim: int = 256
     kernel_size: int = 3
     dropout: float = 0.0
+    # tempo + key read off the prompt (engine.text.attributes) as a global embedding beside the text states
+    attribute_conditioning: bool = False
 
 
 @dataclass(frozen=True)
@@ -165,6 +167,7 @@ def tiny() -> ModelConfig:
             heads=4,
             cross_attention_dim=384,
             time_embed_dim=192,
+            attribute_conditioning=True,
         ),
     )
 
@@ -184,6 +187,7 @@ def jen1_composer() -> ModelConfig:
             heads=16,
             cross_attention_dim=1024,
             time_embed_dim=1024,
+            attribute_conditioning=True,
         ),
         text=TextEncoderConfig(kind="t5", name_or_path="google/flan-t5-large", max_tokens=128, hidden_size=1024),
     )

@@ -329,6 +329,7 @@ def run_pipeline(model, request: GenerationRequest,
         uncond_prompt = build_prompt(request.negative_prompt or "", task_prefix=prefix)
         text = encode_guidance_text(model.encode_text, [full_prompt], [uncond_prompt], request.cfg)
         states, text_mask = text.states.to(device), text.mask.to(device)
+        attrs = text.attrs.to(device) if text.attrs is not None else None
 
         # 6. Noise: one (k, D, F) draw from the seed; generated stems start from their slice, free stems
         #    keep theirs as the fixed t = T input.
@@ -339,7 +340,7 @@ def run_pipeline(model, request: GenerationRequest,
         x_T = noise[:, gen_idx].reshape(1, len(gen_idx) * D, frames)  # (1, n*D, F)
 
         def unet_eps(x_in: Tensor, t_in: Tensor) -> Tensor:  # (nB, C_in, F), (nB, k) -> (nB, k*D, F)
-            return model.unet(x_in.to(dtype), t_in, states, text_mask, causal=layout.causal).float()
+            return model.unet(x_in.to(dtype), t_in, states, text_mask, causal=layout.causal, attrs=attrs).float()
 
         def model_fn(x: Tensor, t: float) -> Tensor:
             z = base.clone()  # (1, k, D, F)

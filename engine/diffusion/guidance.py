@@ -15,14 +15,18 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from engine.text.attributes import attribute_tensor
+
 
 @dataclass
 class GuidanceText:
-    """Text states ready for the U-Net. ``states``: (nB, L, H); ``mask``: (nB, L) bool; n = 2 when guided."""
+    """Text states ready for the U-Net. ``states``: (nB, L, H); ``mask``: (nB, L) bool; n = 2 when guided;
+    ``attrs``: (nB, 2) tempo and key read off the same prompts (:mod:`engine.text.attributes`)."""
 
     states: Tensor
     mask: Tensor
     scale: float
+    attrs: Tensor | None = None
 
     @property
     def guided(self) -> bool:
@@ -38,7 +42,7 @@ def encode_guidance_text(encode: Callable[[list[str]], tuple[Tensor, Tensor]], c
     """Encode ``cond + uncond`` prompts in one call (one padded batch), or ``cond`` alone when ``scale == 1``."""
     prompts = list(cond) + (list(uncond) if uses_guidance(scale) else [])
     states, mask = encode(prompts)  # (nB, L, H), (nB, L)
-    return GuidanceText(states=states, mask=mask.bool(), scale=float(scale))
+    return GuidanceText(states=states, mask=mask.bool(), scale=float(scale), attrs=attribute_tensor(prompts))
 
 
 def guided_eps(forward: Callable[[Tensor, Tensor], Tensor], x: Tensor, t: Tensor, scale: float) -> Tensor:

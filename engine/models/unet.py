@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from engine.config import ModelConfig
 from engine.models.attention import TransformerBlock1d
 from engine.models.blocks import Downsample, FrameGroupNorm, OmniConv1d, ResBlock1d, Upsample
+from engine.text.attributes import NUM_KEYS
 from protocol.errors import ConfigMismatch
 
 
@@ -54,6 +55,40 @@ class TrackTimestepEmbedding(nn.Module):
         return self.combine(emb.flatten(1))  # (B, E)
 
 
+class AttributeEmbedding(nn.Module):
+    """Tempo and key read off the prompt, ``attrs``: (B, 2) [bpm or nan, key class 0..23 or -1] -> (B, E).
+
+    BPM: sinusoidal features of the BPM value (periods from 2 pi BPM up: a 4% tempo change moves the fastest
+    features by about a quarter turn at 100 BPM) through an MLP; a learned vector stands for "no tempo". Key: an
+    embedding table of 24 classes plus "no key". The sum goes through a zero-initialised projection, so a U-Net
+    trained without attributes computes exactly the same function when this module is added to it.
+    """
+
+    def __init__(self, embed_dim: int, freq_dim: int = 128) -> None:
+        super().__init__()
+        self.freq_dim = freq_dim
+        self.tempo_mlp = nn.Sequential(nn.Linear(freq_dim, embed_dim), nn.SiLU(), nn.Linear(embed_dim, embed_dim))
+        self.no_tempo = nn.Parameter(torch.zeros(embed_dim))
+        self.key_table = nn.Embedding(NUM_KEYS + 1, embed_dim)  # row NUM_KEYS: no key
+        self.out = nn.Linear(embed_dim, embed_dim)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, attrs: Tensor | None, batch: int, device: torch.device) -> Tensor:
+        if attrs is None:
+            attrs = torch.tensor([[math.nan, -1.0]], device=device).expand(batch, 2)
+        attrs = attrs.to(device=device, dtype=torch.float32)
+        if attrs.shape != (batch, 2):
+            raise ConfigMismatch(f"attributes must be ({batch}, 2) [bpm, key], got {tuple(attrs.shape)}")
+        bpm, key = attrs[:, 0], attrs[:, 1]
+        has_bpm = torch.isfinite(bpm)
+        dtype = self.out.weight.dtype
+        tempo = self.tempo_mlp(sinusoidal_embedding(torch.where(has_bpm, bpm, 0.0), self.freq_dim).to(dtype))
+        tempo = torch.where(has_bpm[:, None], tempo, self.no_tempo.to(dtype).expand_as(tempo))
+        key_idx = torch.where((key >= 0) & (key < NUM_KEYS), key, float(NUM_KEYS)).long()
+        return self.out(F.silu(tempo + self.key_table(key_idx).to(dtype)))
+
+
 class NoAttention(nn.Module):
     """Stands in for a TransformerBlock1d at levels without attention: returns x unchanged."""
 
@@ -62,7 +97,7 @@ class NoAttention(nn.Module):
 
 
 class OmniUNet1d(nn.Module):
-    """eps = unet(x, t, text, text_mask, causal); see docs/architecture.md for the contract.
+    """eps = unet(x, t, text, text_mask, causal, attrs); see docs/architecture.md for the contract.
 
     x: (B, cfg.unet_in_channels, F), t: (B, k), text: (B, L, cfg.text.hidden_size), text_mask: (B, L) bool
     -> (B, cfg.unet_out_channels, F). Any F >= 1: padded on the right to a multiple of the stride, then trimmed.
@@ -82,6 +117,7 @@ class OmniUNet1d(nn.Module):
         ch, ks, temb, ctx = u.channels, u.kernel_size, u.time_embed_dim, u.cross_attention_dim
 
         self.time_embed = TrackTimestepEmbedding(cfg.num_stems, temb)
+        self.attr_embed = AttributeEmbedding(temb) if u.attribute_conditioning else None
         self.text_proj = nn.Linear(cfg.text.hidden_size, ctx)  # text states -> cross-attention width
         self.in_conv = OmniConv1d(self.in_channels, ch[0], ks)
 
@@ -140,13 +176,17 @@ class OmniUNet1d(nn.Module):
 
     # ---- forward -----------------------------------------------------------------------------
     def forward(self, x: Tensor, t: Tensor | float, text: Tensor, text_mask: Tensor | None = None,
-                causal: bool = False) -> Tensor:
+                causal: bool = False, attrs: Tensor | None = None) -> Tensor:
+        """``attrs``: (B, 2) [bpm or nan, key class or -1] from :func:`engine.text.attributes.attribute_tensor`
+        (None: unknown); ignored by a U-Net built without ``attribute_conditioning``."""
         t, text_mask = self._check(x, t, text, text_mask)
         frames = x.shape[-1]
         pad = (-frames) % self.stride
         if pad:  # right padding only: in causal mode later frames never reach earlier ones
             x = F.pad(x, (0, pad))
         temb = self.time_embed(t)  # (B, E)
+        if self.attr_embed is not None:
+            temb = temb + self.attr_embed(attrs, x.shape[0], x.device)
         ctx = self.text_proj(text.to(self.text_proj.weight.dtype))  # (B, L, cross_attention_dim)
 
         h = self.in_conv(x, causal)  # (B, ch0, F')

@@ -61,6 +61,7 @@ from engine.train.common import (
     set_threads,
     setup_run_logging,
 )
+from engine.text.attributes import attribute_tensor
 from engine.train.tasks import DiffusionBatch, build_batch, sample_plan
 from protocol.errors import CheckpointNotFound, InvalidArgument, ModelError
 
@@ -240,9 +241,11 @@ def batch_loss(unet: torch.nn.Module, batch: DiffusionBatch, states: Tensor, tex
     """Masked epsilon MSE over the batch, one U-Net forward per mode (bidirectional / unidirectional)."""
     B, C, F = batch.eps.shape
     D = C // num_stems
+    attrs = attribute_tensor(batch.prompts).to(batch.eps.device)  # tempo + key of the same prompts
     total = batch.eps.new_zeros(())
     for causal, idx in batch.mode_groups():
-        pred = unet(batch.x[idx], batch.t[idx], states[idx], text_mask[idx], causal=causal)  # (n, k*D, F)
+        pred = unet(batch.x[idx], batch.t[idx], states[idx], text_mask[idx], causal=causal,
+                    attrs=attrs[idx])  # (n, k*D, F)
         err = (pred.float() - batch.eps[idx]).reshape(len(idx), num_stems, D, F).pow(2)
         total = total + (err * batch.loss_mask[idx][:, :, None, :]).sum()
     return total / (batch.loss_mask.sum() * D).clamp_min(1.0)
@@ -441,9 +444,7 @@ def load_base_model(ae: str | Path, config: str | ModelConfig = "tiny", seed: in
         model.autoencoder.load_state_dict(src.autoencoder.state_dict())
         model.whitening.load_state_dict(src.whitening.state_dict())
         if init_unet:
-            if src.config.unet != cfg.unet:
-                raise ModelError(f"--init-unet: {path} has another U-Net configuration than {cfg.name!r}")
-            model.unet.load_state_dict(src.unet.state_dict())
+            init_unet_from(model.unet, src.unet, str(path))
     elif init_unet:
         raise InvalidArgument(f"--init-unet needs --ae to be a full model checkpoint (with {ckpt.UNET_FILE})")
     elif (path / CHECKPOINT_NAME).is_file():  # autoencoder run folder
@@ -463,6 +464,21 @@ def load_base_model(ae: str | Path, config: str | ModelConfig = "tiny", seed: in
         raise ModelError(f"the whitening statistics of {path} are not finalised: run `stemforge train whitening`")
     model._hash = None  # weights changed after construction
     return model
+
+
+def init_unet_from(unet: torch.nn.Module, src: torch.nn.Module, name: str) -> None:
+    """Copy ``src``'s weights into ``unet``. The configurations must match, except that ``unet`` may add the
+    attribute embedding (``attribute_conditioning``) to a ``src`` trained without it: that module starts at its
+    zero-initialised output, so the copied U-Net computes exactly what ``src`` did."""
+    a, b = unet.cfg.unet, src.cfg.unet
+    if dataclasses.replace(a, attribute_conditioning=False) != dataclasses.replace(b, attribute_conditioning=False) \
+            or (b.attribute_conditioning and not a.attribute_conditioning):
+        raise ModelError(f"--init-unet: {name} has another U-Net configuration")
+    missing, unexpected = unet.load_state_dict(src.state_dict(), strict=False)
+    if unexpected or any(not k.startswith("attr_embed.") for k in missing):
+        raise ModelError(f"--init-unet: {name}: unexpected {unexpected[:3]}, missing {missing[:3]}")
+    if missing:
+        log.info("--init-unet: %s has no attribute embedding; it starts at zero (same function)", name)
 
 
 def train_diffusion(opts: DiffusionTrainOptions) -> tuple[dict[str, float], str | None]:

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from engine.models.blocks import Downsample, FrameGroupNorm, OmniConv1d, Upsample
 from engine.models.unet import OmniUNet1d
+from engine.text.attributes import attribute_tensor
 from protocol.errors import ConfigMismatch
 
 
@@ -64,12 +65,14 @@ def test_bidirectional_mode_sees_the_future(unet, tiny_config) -> None:
 def test_modes_differ_and_share_every_parameter(tiny_config) -> None:
     torch.manual_seed(1)
     net = OmniUNet1d(tiny_config)
-    x, t, text, mask = inputs(tiny_config, 1, 24)
+    torch.nn.init.normal_(net.attr_embed.out.weight, std=0.02)  # as after training: gradients reach its inputs
+    x, t, text, mask = inputs(tiny_config, 2, 24)
+    attrs = attribute_tensor(["100 bpm, E minor", "no tempo, no key"])  # every attribute row is used
     grads = {}
     outs = {}
     for causal in (False, True):
         net.zero_grad(set_to_none=True)
-        out = net(x, t, text, mask, causal=causal)
+        out = net(x, t, text, mask, causal=causal, attrs=attrs)
         out.square().mean().backward()
         outs[causal] = out.detach()
         grads[causal] = {n for n, p in net.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
