@@ -26,8 +26,10 @@ class UNetCalls:
 
     def _hook(self, module, args, kwargs) -> None:
         x, t = args[0], args[1]
+        attrs = kwargs.get("attrs")
         self.calls.append({"batch": x.shape[0], "t": torch.as_tensor(t).detach().cpu().clone(),
-                           "causal": bool(kwargs.get("causal", False))})
+                           "causal": bool(kwargs.get("causal", False)),
+                           "attrs": None if attrs is None else attrs.detach().cpu().clone()})
 
     def __enter__(self) -> "UNetCalls":
         return self
@@ -105,6 +107,20 @@ def test_guidance_off_is_single_batch(tiny_model) -> None:
     with UNetCalls(tiny_model.unet) as rec:
         run_pipeline(tiny_model, req(cfg=1.0, steps=3, sampler="ddim"))
     assert [c["batch"] for c in rec.calls] == [1, 1, 1]
+
+
+def test_tempo_and_key_reach_the_unet_in_the_conditional_branch_only(tiny_model) -> None:
+    with UNetCalls(tiny_model.unet) as rec:
+        run_pipeline(tiny_model, req(cfg=3.0, steps=2, bpm=96, key="F#m"))
+    assert len(rec.calls) == 2
+    for call in rec.calls:
+        a = call["attrs"]
+        assert a is not None and tuple(a.shape) == (2, 2)
+        assert a[0].tolist() == [96.0, 18.0]  # conditional: the request's tempo and key (F# minor = 6 + 12)
+        assert torch.isnan(a[1, 0]) and a[1, 1] == -1  # unconditional branch: unknown
+    with UNetCalls(tiny_model.unet) as rec:
+        run_pipeline(tiny_model, req(cfg=1.0, steps=1, prompt="house at 124 BPM in A minor"))
+    assert rec.calls[0]["attrs"].tolist() == [[124.0, 21.0]]  # read off the prompt text itself
 
 
 def test_inpainting_keeps_outside_bit_exact(tiny_model) -> None:
