@@ -21,13 +21,16 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from engine.data.studio.theory import pitch_class
+from engine.text.prompt import normalize_key
+
 NUM_KEYS = 24  # 12 tonics x {major, minor}
 UNKNOWN_KEY = -1
 BPM_MIN, BPM_MAX = 20.0, 400.0
 
 _BPM_RE = re.compile(r"(?<![\w.])(\d{2,3}(?:\.\d+)?)\s*-?\s*bpm\b", re.IGNORECASE)
-_KEY_RE = re.compile(r"(?<![\w#])([A-G])\s*(#|b|♯|♭|-sharp|-flat|\s+sharp|\s+flat)?\s*(major|minor|maj|min)\b")
-_PITCH = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
+# a key inside free text; the match itself is then read by normalize_key (same accidental and mode words)
+_KEY_RE = re.compile(r"(?<![\w#])[A-G]\s*(?:#|b|♯|♭|sharp|flat)?\s*(?:major|minor|maj|min)\b")
 
 
 def parse_bpm(text: str) -> float | None:
@@ -40,14 +43,13 @@ def parse_bpm(text: str) -> float | None:
 
 
 def parse_key(text: str) -> int | None:
-    """The first ``<tonic>[accidental] major|minor`` in ``text`` as a class in 0..23 (pitch class + 12 * minor)."""
+    """The first ``<tonic>[accidental] major|minor`` in ``text`` as a class in 0..23 (pitch class + 12 * minor);
+    spelled as :func:`engine.text.prompt.normalize_key` reads it, pitch classes from the studio's theory."""
     m = _KEY_RE.search(text or "")
     if not m:
         return None
-    root, accidental, mode = m.groups()
-    acc = (accidental or "").strip().lstrip("-")
-    shift = 1 if acc in ("#", "♯", "sharp") else -1 if acc in ("b", "♭", "flat") else 0
-    return (_PITCH[root] + shift) % 12 + (12 if mode.startswith("min") else 0)
+    tonic, mode = normalize_key(m.group(0)).split()
+    return pitch_class(tonic) + (12 if mode == "minor" else 0)
 
 
 def prompt_attributes(text: str) -> tuple[float | None, int | None]:
