@@ -156,8 +156,10 @@ _NESTED = {
 def tiny() -> ModelConfig:
     """The embedded default: a ~9.5M-parameter U-Net (4 levels, stride 8, attention at the two lowest rates)
     that trains on a 2-core CPU; MiniLM text states (384-d), 32-d latent whitened to 30. U-Net level 0 is at
-    least as wide as its k*D = 120 output channels (every stem's eps passes through it)."""
+    least as wide as its k*D = 120 output channels (every stem's eps passes through it). v prediction: the
+    epsilon-trained U-Net's data prediction at high noise was worse than predicting zero (docs/MODEL_CARD.md)."""
     return ModelConfig(
+        diffusion=DiffusionConfig(prediction="v"),
         # frame-rate autoencoder sized for CPU training (~5.9M params, ~23 MB fp32): shallow encoder, deeper decoder
         autoencoder=AutoencoderConfig(hidden=256, encoder_depth=2, decoder_depth=8),
         unet=UNetConfig(

@@ -339,8 +339,9 @@ def run_pipeline(model, request: GenerationRequest,
         gen_idx = torch.tensor(layout.generated, device=device)
         x_T = noise[:, gen_idx].reshape(1, len(gen_idx) * D, frames)  # (1, n*D, F)
 
-        def unet_eps(x_in: Tensor, t_in: Tensor) -> Tensor:  # (nB, C_in, F), (nB, k) -> (nB, k*D, F)
-            return model.unet(x_in.to(dtype), t_in, states, text_mask, causal=layout.causal, attrs=attrs).float()
+        def unet_eps(x_in: Tensor, t_in: Tensor) -> Tensor:  # (nB, C_in, F), (nB, k) -> (nB, k*D, F) epsilon
+            out = model.unet(x_in.to(dtype), t_in, states, text_mask, causal=layout.causal, attrs=attrs).float()
+            return schedule.eps_from_output(out, x_in[:, : k * D].float(), t_in)
 
         def model_fn(x: Tensor, t: float) -> Tensor:
             z = base.clone()  # (1, k, D, F)

@@ -12,6 +12,7 @@ AE_STEPS="${AE_STEPS:-15000}"
 DIFF_STEPS="${DIFF_STEPS:-10000}"
 DIFF_LR="${DIFF_LR:-2e-4}"          # peak learning rate of stage 3 (linear warm-up, linear decay to 0 at DIFF_STEPS)
 DIFF_WARMUP="${DIFF_WARMUP:-200}"
+DIFF_JOINT="${DIFF_JOINT:-0.5}"     # share of items trained on full joint generation (engine/train/tasks.py)
 DATA=data/studio_v1
 # Continue from what an earlier session committed instead of starting over:
 #   AE_EXPORT=checkpoints/<autoencoder export>      skip stage 2 (autoencoder + whitening)
@@ -36,7 +37,7 @@ INIT_ARGS=(--ae "$AE_EXPORT")
 
 # 3. the diffusion model (JEN-1 multi-task mix + Composer curriculum)
 $S train diffusion --data "$DATA/train" "${INIT_ARGS[@]}" --steps "$DIFF_STEPS" --batch 8 \
-   --lr "$DIFF_LR" --warmup "$DIFF_WARMUP" \
+   --lr "$DIFF_LR" --warmup "$DIFF_WARMUP" --joint-share "$DIFF_JOINT" \
    --device "$DEVICE" --out runs/diffusion_tiny --resume --export runs/diffusion_tiny/export
 
 # 4. the evaluation table of the model card; the model becomes the embedded default only if it passes the gates

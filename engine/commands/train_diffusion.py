@@ -19,6 +19,9 @@ def register(sub: Any, groups: dict[str, argparse._SubParsersAction]) -> None:
     p.add_argument("--seconds", type=float, default=None, help="crop length (default: the config's segment)")
     p.add_argument("--lr", type=float, default=2e-4, help="peak learning rate (linear warm-up, linear decay)")
     p.add_argument("--warmup", type=int, default=200, help="warm-up steps")
+    p.add_argument("--joint-share", type=float, default=0.0,
+                   help="probability that an item trains full joint generation of every stem (default 0: the "
+                        "Composer curriculum alone)")
     p.add_argument("--ema-decay", type=float, default=0.999)
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
     p.add_argument("--threads", type=int, default=2, help="CPU threads for torch (0 = torch default)")
@@ -38,7 +41,7 @@ def _run(args: argparse.Namespace) -> int:
 
     opts = DiffusionTrainOptions(
         data=args.data, ae=args.ae, out=args.out, config=args.config, steps=args.steps, batch=args.batch,
-        seconds=args.seconds, lr=args.lr, warmup=args.warmup, ema_decay=args.ema_decay, device=args.device,
+        seconds=args.seconds, lr=args.lr, warmup=args.warmup, joint_share=args.joint_share, ema_decay=args.ema_decay, device=args.device,
         threads=args.threads, seed=args.seed, ckpt_minutes=args.ckpt_minutes, resume=args.resume,
         export=args.export, init_unet=args.init_unet)
     summary, digest = train_diffusion(opts)

@@ -1,8 +1,8 @@
 """The shared concept-training loop: the diffusion step of :mod:`engine.train.diffusion` on concept latents.
 
 Every method runs the same step (JEN-1's multi-task mix and Composer's per-stem timesteps from
-:mod:`engine.train.tasks`, masked epsilon MSE from :func:`engine.train.diffusion.batch_loss`) on the concepts' clips,
-with neutral captions from :func:`engine.concepts.data.make_caption` and no caption dropout (the concept tokens must
+:mod:`engine.train.tasks`, masked MSE to the epsilon or v target from :func:`engine.train.diffusion.batch_loss`)
+on the concepts' clips, with neutral captions from :func:`engine.concepts.data.make_caption` and no caption dropout (the concept tokens must
 be seen in every step). The text encoder runs with gradients when the identifier tokens train.
 What trains is the method's business (:mod:`engine.concepts.pivotal`, :mod:`engine.concepts.textual_inversion`);
 this module gives them the batches, the loss and the bookkeeping.
@@ -177,8 +177,8 @@ class ConceptRun:
         with torch.set_grad_enabled(text_grad):
             states, mask = enc.encode(batch.prompts)
         dev = self.device
-        batch.x, batch.t, batch.eps, batch.loss_mask = (v.to(dev) for v in
-                                                        (batch.x, batch.t, batch.eps, batch.loss_mask))
+        batch.x, batch.t, batch.eps, batch.target, batch.loss_mask = (v.to(dev) for v in
+                                                        (batch.x, batch.t, batch.eps, batch.target, batch.loss_mask))
         return batch_loss(self.model.unet, batch, states.to(dev), mask.to(dev), self.cfg.num_stems)
 
     def tick(self, loss: float, stage: str) -> None:

@@ -1,4 +1,4 @@
-"""The discrete-time variance-preserving noise schedule (DDPM), epsilon prediction.
+"""The discrete-time variance-preserving noise schedule (DDPM), epsilon or v prediction.
 
 ``x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps`` for integer ``t`` in ``0..T``; ``abar_0 = 1`` (clean, a
 stem *given* in JEN-1 Composer's timestep vector) and ``t = T`` is the *free* level (no signal left to
@@ -14,6 +14,13 @@ Schedules (``DiffusionConfig.beta_schedule``):
   ``abar`` floored at sigmoid(-10) ~ 4.5e-5, the linear schedule's terminal level. Without the floor
   ``abar_T`` ~ 2e-9 and an epsilon-predicting model's error at ``t = T`` is amplified by
   ``1/alpha_T`` ~ 2e4 in the first sampler step; with it by ~150, as for the linear schedule.
+
+Prediction targets (``DiffusionConfig.prediction``): ``epsilon`` (the network predicts the noise) or ``v``
+(Salimans & Ho 2022: ``v = alpha eps - sigma x0``). Samplers always receive epsilon: :meth:`eps_from_output`
+turns a v output into ``eps = sigma x_t + alpha v``, i.e. the network adds a correction to the optimal guess for
+unit-variance data, ``sigma x_t``. The v loss is the epsilon loss weighted by ``1/alpha^2``, so high-noise levels,
+where the data prediction (stem identity, arrangement) is decided, carry weight; an epsilon network must instead
+copy every noise channel through its narrowest layer and its data prediction degrades by ``sigma/alpha`` there.
 """
 
 from __future__ import annotations
@@ -44,14 +51,18 @@ def _alpha_bar_cosine(T: int) -> Tensor:
 
 
 SCHEDULES = {"linear": _alpha_bar_linear, "cosine": _alpha_bar_cosine}
+PREDICTIONS = ("epsilon", "v")
 
 
 class NoiseSchedule:
     """VP schedule with ``T`` training steps. All tables are float64 on the CPU."""
 
-    def __init__(self, T: int = 1000, kind: str = "cosine") -> None:
+    def __init__(self, T: int = 1000, kind: str = "cosine", prediction: str = "epsilon") -> None:
         if kind not in SCHEDULES:
             raise ConfigMismatch(f"unknown beta schedule {kind!r}; known: {sorted(SCHEDULES)}")
+        if prediction not in PREDICTIONS:
+            raise ConfigMismatch(f"unknown prediction {prediction!r}; known: {list(PREDICTIONS)}")
+        self.prediction = prediction
         if int(T) < 2:
             raise ConfigMismatch(f"num_train_timesteps must be >= 2, got {T}")
         self.T = int(T)
@@ -65,12 +76,10 @@ class NoiseSchedule:
     def from_config(cls, cfg) -> "NoiseSchedule":
         """From a ``ModelConfig`` or a ``DiffusionConfig``."""
         d = getattr(cfg, "diffusion", cfg)
-        if getattr(d, "prediction", "epsilon") != "epsilon":
-            raise ConfigMismatch(f"only epsilon prediction is supported, config says {d.prediction!r}")
-        return cls(d.num_train_timesteps, d.beta_schedule)
+        return cls(d.num_train_timesteps, d.beta_schedule, getattr(d, "prediction", "epsilon"))
 
     def __repr__(self) -> str:
-        return f"NoiseSchedule(T={self.T}, kind={self.kind!r})"
+        return f"NoiseSchedule(T={self.T}, kind={self.kind!r}, prediction={self.prediction!r})"
 
     # ---- continuous-time coefficients ---------------------------------------------------------
     def log_alpha_bar(self, t: Tensor | float) -> Tensor:
@@ -108,6 +117,35 @@ class NoiseSchedule:
         a = self.alpha(t).reshape(shape).to(device=x0.device, dtype=x0.dtype)
         s = self.sigma(t).reshape(shape).to(device=x0.device, dtype=x0.dtype)
         return a * x0 + s * eps
+
+    def _coefficients(self, t: Tensor | float, like: Tensor) -> tuple[Tensor, Tensor]:
+        """alpha(t), sigma(t) shaped to broadcast against ``like`` ((B, k, D, F) with t (B, k), or (B, k*D, F)
+        with t (B, k): each stem's D channels get that stem's time; or any prefix shape as in :meth:`add_noise`)."""
+        t = torch.as_tensor(t, dtype=torch.float64)
+        if t.ndim == 2 and like.ndim == 3 and like.shape[0] == t.shape[0] and like.shape[1] != t.shape[1]:
+            if like.shape[1] % t.shape[1]:
+                raise ConfigMismatch(f"{like.shape[1]} channels do not split into {t.shape[1]} stems")
+            t = t.repeat_interleave(like.shape[1] // t.shape[1], dim=1)  # (B, k*D)
+        if t.ndim > like.ndim or tuple(like.shape[: t.ndim]) != tuple(t.shape):
+            raise ConfigMismatch(f"timesteps of shape {tuple(t.shape)} do not lead shape {tuple(like.shape)}")
+        shape = tuple(t.shape) + (1,) * (like.ndim - t.ndim)
+        a = self.alpha(t).reshape(shape).to(device=like.device, dtype=like.dtype)
+        s = self.sigma(t).reshape(shape).to(device=like.device, dtype=like.dtype)
+        return a, s
+
+    def target(self, x0: Tensor, eps: Tensor, t: Tensor | float) -> Tensor:
+        """The training target of the network for clean ``x0``, noise ``eps`` at ``t``: eps, or ``alpha eps - sigma x0``."""
+        if self.prediction == "epsilon":
+            return eps
+        a, s = self._coefficients(t, x0)
+        return a * eps - s * x0
+
+    def eps_from_output(self, out: Tensor, x_t: Tensor, t: Tensor | float) -> Tensor:
+        """Epsilon from the network output ``out`` at noisy ``x_t`` (same shape) and time ``t`` (see module doc)."""
+        if self.prediction == "epsilon":
+            return out
+        a, s = self._coefficients(t, out)
+        return s * x_t.to(out.dtype) + a * out
 
     def time_from_log_snr_half(self, lam: Tensor | float) -> Tensor:
         """Inverse of :meth:`log_snr_half` on ``[0, T]`` (bisection; lambda is non-increasing in t). float64."""

@@ -13,9 +13,9 @@
    per prompt string (LRU, :class:`TextCache`).
 3. Each step draws ``B`` random items and aligned random crops of ``segment_seconds`` (or the shortest item), builds
    the batch with :mod:`engine.train.tasks` (JEN-1 multi-task mix + Composer curriculum), runs one U-Net forward per
-   mode (bidirectional / unidirectional) and minimises the masked epsilon MSE with AdamW (betas 0.9/0.95, weight
-   decay 0.1, JEN-1 sec. 5), gradient clipping at 1.0, a linear warm-up over ``warmup`` steps then linear decay to 0
-   at ``steps``, and an EMA of the weights.
+   mode (bidirectional / unidirectional) and minimises the masked MSE to the target (epsilon or v) with AdamW
+   (betas 0.9/0.95, weight decay 0.1, JEN-1 sec. 5), gradient clipping at 1.0, a linear warm-up over ``warmup`` steps then linear decay to 0
+   at ``steps``, and an EMA of the weights. ``joint_share`` raises the share of full joint generation.
 4. ``RUN/checkpoint.pt`` (U-Net, EMA, optimizer, LR schedule, sampling generator, step) every ``ckpt_minutes`` and at
    the end; ``--resume`` continues exactly where it stopped. ``--export DIR`` writes a full StemforgeModel checkpoint
    (EMA U-Net weights) marked trained.
@@ -81,6 +81,7 @@ class DiffusionTrainOptions:
     seconds: float | None = None  # crop length (default: config.segment_seconds)
     lr: float = 2e-4
     warmup: int = 200
+    joint_share: float = 0.0  # probability of full joint generation per item (engine/train/tasks.py)
     weight_decay: float = 0.1
     betas: tuple[float, float] = (0.9, 0.95)
     grad_clip: float = 1.0
@@ -100,6 +101,8 @@ class DiffusionTrainOptions:
             raise InvalidArgument("lr and grad_clip must be > 0 and warmup >= 0")
         if self.seconds is not None and self.seconds <= 0:
             raise InvalidArgument(f"--seconds must be > 0, got {self.seconds}")
+        if not 0.0 <= self.joint_share <= 1.0:
+            raise InvalidArgument(f"--joint-share must be in [0, 1], got {self.joint_share}")
 
 
 # ---- latents -------------------------------------------------------------------------------------
@@ -238,7 +241,7 @@ def make_prompt_fn(stems: tuple[str, ...]) -> Callable[..., str]:
 # ---- the step ------------------------------------------------------------------------------------
 def batch_loss(unet: torch.nn.Module, batch: DiffusionBatch, states: Tensor, text_mask: Tensor,
                num_stems: int) -> Tensor:
-    """Masked epsilon MSE over the batch, one U-Net forward per mode (bidirectional / unidirectional)."""
+    """Masked MSE to ``batch.target`` (epsilon or v) over the batch, one U-Net forward per mode (bi-/unidirectional)."""
     B, C, F = batch.eps.shape
     D = C // num_stems
     attrs = attribute_tensor(batch.prompts).to(batch.eps.device)  # tempo + key of the same prompts
@@ -246,7 +249,7 @@ def batch_loss(unet: torch.nn.Module, batch: DiffusionBatch, states: Tensor, tex
     for causal, idx in batch.mode_groups():
         pred = unet(batch.x[idx], batch.t[idx], states[idx], text_mask[idx], causal=causal,
                     attrs=attrs[idx])  # (n, k*D, F)
-        err = (pred.float() - batch.eps[idx]).reshape(len(idx), num_stems, D, F).pow(2)
+        err = (pred.float() - batch.target[idx]).reshape(len(idx), num_stems, D, F).pow(2)
         total = total + (err * batch.loss_mask[idx][:, :, None, :]).sum()
     return total / (batch.loss_mask.sum() * D).clamp_min(1.0)
 
@@ -336,10 +339,10 @@ class DiffusionTrainer:
         """Crops, task plan and noising for ``step`` (no text yet), on the training device."""
         z0, present, captions = self.latents.sample(self.opts.batch, self.frames, self.generator)
         plan = sample_plan(self.cfg, present, captions, self.frames, step, self.opts.steps, self.generator,
-                           make_prompt=self.make_prompt)
+                           make_prompt=self.make_prompt, joint_share=self.opts.joint_share)
         batch = build_batch(plan, z0, self.schedule, self.generator)
-        batch.x, batch.t, batch.eps, batch.loss_mask = (v.to(self.device) for v in
-                                                        (batch.x, batch.t, batch.eps, batch.loss_mask))
+        batch.x, batch.t, batch.eps, batch.target, batch.loss_mask = (v.to(self.device) for v in
+                                                        (batch.x, batch.t, batch.eps, batch.target, batch.loss_mask))
         return batch
 
     def make_batch(self, step: int) -> tuple[DiffusionBatch, Tensor, Tensor]:
@@ -417,7 +420,8 @@ class DiffusionTrainer:
         """Write the model with the EMA U-Net as a checkpoint directory marked trained; returns its hash."""
         self.ema.copy_to(self.unet)
         training = {"kind": "diffusion", "steps": self.step, "batch": self.opts.batch, "frames": self.frames,
-                    "lr": self.opts.lr, "ema_decay": self.opts.ema_decay, "items": len(self.latents),
+                    "lr": self.opts.lr, "ema_decay": self.opts.ema_decay, "joint_share": self.opts.joint_share,
+                    "items": len(self.latents),
                     "final_loss": self.last_loss,
                     "seconds_per_step": self.seconds_per_step if math.isfinite(self.seconds_per_step) else None,
                     "device": str(self.device), **(extra or {})}

@@ -24,6 +24,12 @@ decreases with ``u``; every stage keeps a non-zero probability throughout (easie
 or ``T`` (free: generated from the marginal, no conditioning signal) with probability 1/2; the remaining ``k - s`` get
 ``0`` (given clean). So every timestep is in ``{0, t_i, T}``, and stems with ``present=False`` are forced to ``T``.
 
+**Joint share** (``joint_share``, default 0): with this probability an item skips the curriculum draw and trains
+full joint generation: stage ``k``, every present stem at ``t_i``. Under the schedule above that configuration
+(what a prompt-only "generate all stems" request samples) is rare: stage ``k`` times ``2^-(k-1)``, about 1-5% of
+items for ``k = 4``; a small model trained on it alone learns to lean on given stems and meets an all-noisy input
+at inference only out of distribution. The default model's continued training raises it (docs/MODEL_CARD.md).
+
 **In-context channels** per stem (JEN-1's masked-audio latent + mask; mask 1 = frames to produce):
 generated stems (``t = t_i``): mask = the task's frame mask, latent = ``x0 * (1 - mask)``;
 free stems (``t = T``): mask 1 everywhere, latent 0; given stems (``t = 0``): mask 0, latent = ``x0``.
@@ -154,13 +160,15 @@ def sample_plan(
     generator: torch.Generator,
     *,
     make_prompt: Callable[[str | None, tuple[str, list[str], list[str]] | None], str],
+    joint_share: float = 0.0,
 ) -> TaskPlan:
     """Draw tasks, stages, timesteps, frame masks and prompts for one batch.
 
     ``present``: (B, k) bool. ``captions``: B captions. ``make_prompt(caption, (task, generated, given)) -> str``
     builds the text (the trainer passes ``build_prompt(caption, task_prefix=task_prefix(generated, given, task))``,
     exactly what the inference pipeline sends); ``None`` stands for a dropped caption / prefix.
-    Raises :class:`InvalidArgument` for an item with no present stem.
+    ``joint_share``: probability of full joint generation for an item (module docstring).
+    Raises :class:`InvalidArgument` for an item with no present stem or a ``joint_share`` outside [0, 1].
     """
     B, k = present.shape
     if k != cfg.num_stems:
@@ -171,8 +179,14 @@ def sample_plan(
         raise InvalidArgument(f"need at least 2 latent frames, got {num_frames}")
     if not bool(present.any(dim=1).all()):
         raise InvalidArgument("every training item needs at least one present stem")
+    if not 0.0 <= float(joint_share) <= 1.0:
+        raise InvalidArgument(f"joint_share must be in [0, 1], got {joint_share}")
     T = int(cfg.diffusion.num_train_timesteps)
     stages = Curriculum(k).sample(B, step, total, generator)  # (B,)
+    joint = torch.zeros(B, dtype=torch.bool)
+    if joint_share > 0:  # drawn only when asked, so joint_share=0 keeps the generator stream (and old runs) as before
+        joint = _rand(generator, B) < float(joint_share)
+        stages = torch.where(joint, torch.full_like(stages, k), stages)
     tasks: list[str] = []
     causal = torch.zeros(B, dtype=torch.bool)
     timesteps = torch.zeros(B, k, dtype=torch.long)
@@ -188,6 +202,8 @@ def sample_plan(
             causal[b] = bool(_rand(generator, 1) < 0.5)
         frame_mask[b] = _region_mask(task, num_frames, generator)
         timesteps[b], anchors[b] = _timesteps(present[b].bool(), int(stages[b]), T, generator)
+        if joint[b]:
+            timesteps[b] = torch.where(present[b].bool(), timesteps[b, anchors[b]], torch.full_like(timesteps[b], T))
         t_i = timesteps[b, anchors[b]]
         names = [cfg.stems[j] for j in range(k) if timesteps[b, j] == t_i]
         given = [cfg.stems[j] for j in range(k) if timesteps[b, j] == 0]
@@ -205,7 +221,8 @@ class DiffusionBatch:
 
     x: Tensor  # (B, k*D + k*(D+1), F): [noisy latents | per stem (masked latent, mask)]
     t: Tensor  # (B, k) float timesteps
-    eps: Tensor  # (B, k*D, F) target noise
+    eps: Tensor  # (B, k*D, F) the noise drawn
+    target: Tensor  # (B, k*D, F) what the network is trained to output (schedule.target: eps, or v)
     loss_mask: Tensor  # (B, k, F) float, 1 where the loss counts
     causal: Tensor  # (B,) bool
     prompts: list[str]
@@ -246,7 +263,8 @@ def build_batch(plan: TaskPlan, z0: Tensor, schedule: NoiseSchedule, generator: 
     x = unet_input(noisy, in_context(z0, ctx_mask))  # (B, k*D + k*(D+1), F)
 
     loss_mask = torch.where(generated[:, :, None], fmask, torch.zeros_like(fmask))
-    return DiffusionBatch(x=x, t=t.to(dtype), eps=eps.reshape(B, k * D, F), loss_mask=loss_mask,
+    target = schedule.target(z0, eps, plan.timesteps).reshape(B, k * D, F)
+    return DiffusionBatch(x=x, t=t.to(dtype), eps=eps.reshape(B, k * D, F), target=target, loss_mask=loss_mask,
                           causal=plan.causal.clone(), prompts=list(plan.prompts), plan=plan)
 
 

@@ -80,3 +80,28 @@ def test_sampling_grid_and_errors() -> None:
         s.sampling_timesteps(0)
     with pytest.raises(ConfigMismatch):
         NoiseSchedule(1000, "sigmoid")
+
+
+def test_v_prediction_target_and_eps_round_trip_per_stem_times():
+    from engine.diffusion.schedule import NoiseSchedule
+
+    torch.manual_seed(0)
+    s = NoiseSchedule(1000, "cosine", prediction="v")
+    x0, eps = torch.randn(3, 4, 5, 7), torch.randn(3, 4, 5, 7)  # (B, k, D, F)
+    t = torch.tensor([[0, 10, 500, 1000], [999, 1, 250, 0], [700, 700, 700, 700]])
+    x_t = s.add_noise(x0, eps, t)
+    v = s.target(x0, eps, t)
+    a, sig = s.alpha(t).float()[..., None, None], s.sigma(t).float()[..., None, None]
+    torch.testing.assert_close(v, a * eps - sig * x0)
+    # a perfect v output gives back exactly the noise drawn, also in the flattened (B, k*D, F) layout
+    flat = lambda z: z.reshape(3, 20, 7)  # noqa: E731
+    torch.testing.assert_close(s.eps_from_output(flat(v), flat(x_t), t), flat(eps), atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(v[:, 1:3], eps[:, 1:3])  # v differs from eps wherever sigma > 0
+    torch.testing.assert_close(v[0, 0], eps[0, 0])  # t = 0: alpha 1, sigma 0
+    e = NoiseSchedule(1000, "cosine")
+    assert e.target(x0, eps, t) is eps and e.eps_from_output(flat(v), flat(x_t), t) is not None
+    torch.testing.assert_close(e.eps_from_output(flat(v), flat(x_t), t), flat(v))
+    with pytest.raises(ConfigMismatch):
+        NoiseSchedule(1000, "cosine", prediction="x0")
+    with pytest.raises(ConfigMismatch):
+        s.eps_from_output(torch.zeros(3, 21, 7), torch.zeros(3, 21, 7), t)  # 21 channels do not split into 4 stems

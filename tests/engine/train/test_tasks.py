@@ -26,11 +26,12 @@ def _prompt(caption, prefix):
     return " ".join(parts)
 
 
-def _plan(B=600, F=40, present=None, seed=0, step=0, total=100):
+def _plan(B=600, F=40, present=None, seed=0, step=0, total=100, joint_share=0.0):
     g = torch.Generator().manual_seed(seed)
     if present is None:
         present = torch.ones(B, K, dtype=torch.bool)
-    return sample_plan(CFG, present, [f"song {b}" for b in range(B)], F, step, total, g, make_prompt=_prompt)
+    return sample_plan(CFG, present, [f"song {b}" for b in range(B)], F, step, total, g, make_prompt=_prompt,
+                       joint_share=joint_share)
 
 
 def test_task_fractions_and_modes():
@@ -80,6 +81,34 @@ def test_timesteps_from_zero_ti_T_and_stage_consistent():
     assert (t[gen] > 0).all() and (t[gen] < T).all()
     # both joint (t_i) and free (T) non-anchor stems occur
     assert (t == T).any() and (gen.sum(dim=1) > 1).any()
+
+
+def _all_joint(plan, present):
+    """(B,) bool: every present stem is generated at t_i (full joint generation), missing ones at T."""
+    gen = plan.generated
+    return ((gen == present) & (~present <= (plan.timesteps == T))).all(dim=1)
+
+
+def test_joint_share_trains_full_joint_generation():
+    B = 2000
+    present = torch.ones(B, K, dtype=torch.bool)
+    present[::4, 2] = False  # missing stems stay at T, never generated
+    base = _all_joint(_plan(B=B, present=present, step=0, total=100), present).float().mean().item()
+    assert base < 0.05  # the curriculum alone rarely asks for every stem at once
+    plan = _plan(B=B, present=present, step=0, total=100, joint_share=0.5)
+    joint = _all_joint(plan, present)
+    assert 0.45 < joint.float().mean().item() < 0.58  # joint_share plus the curriculum's own joint items
+    assert (plan.timesteps[::4, 2] == T).all() and not plan.generated[::4, 2].any()
+    for b in torch.nonzero(joint).flatten()[:50].tolist():
+        t_i = int(plan.timesteps[b, plan.anchor[b]])
+        assert 1 <= t_i <= T - 1 and int(plan.stage[b]) in (K, int(present[b].sum()))
+        if plan.prompts[b].startswith("["):  # the task prefix names every present stem (unless dropped)
+            assert plan.prompts[b].startswith("[" + " & ".join(s for s, p in zip(CFG.stems, present[b]) if p) + " ")
+    # every task still occurs among the joint items, and joint_share = 1 makes all of them joint
+    assert {plan.task[b] for b in torch.nonzero(joint).flatten().tolist()} == {"generate", "inpaint", "continue"}
+    assert _all_joint(_plan(B=200, joint_share=1.0), torch.ones(200, K, dtype=torch.bool)).all()
+    with pytest.raises(InvalidArgument):
+        _plan(B=2, joint_share=1.5)
 
 
 def test_missing_stems_forced_to_T_and_never_anchor():
