@@ -229,3 +229,38 @@ def test_continuation_window_is_limited_and_frame_aligned() -> None:
     assert lay.context_samples == 320 and lay.window.shape == (4, 2, 370)
     np.testing.assert_array_equal(lay.window[0, :, 220:320], short["bass"])  # left zero-padded
     assert not lay.window[0, :, :220].any() and lay.frame_mask.tolist() == [0.0, 1.0]
+
+
+@pytest.mark.parametrize("prediction", ["v", "epsilon"])
+def test_network_output_is_read_as_the_models_prediction_type(tiny_model, monkeypatch, prediction) -> None:
+    """An oracle U-Net that knows the answer z* (a point mass) and answers in the model's prediction type: the
+    sampler must land on z*, so the latents handed to the decoder are z*. Reading a v output as epsilon (or the
+    reverse) lands elsewhere."""
+    import dataclasses
+
+    from engine.diffusion.schedule import NoiseSchedule
+
+    cfg = dataclasses.replace(tiny_model.config,
+                              diffusion=dataclasses.replace(tiny_model.config.diffusion, prediction=prediction))
+    monkeypatch.setattr(tiny_model, "config", cfg)
+    schedule = NoiseSchedule.from_config(cfg)
+    k, D = cfg.num_stems, cfg.whitened_dim
+    target: dict[int, torch.Tensor] = {}
+
+    def oracle(x, t, text, text_mask=None, causal=False, attrs=None):
+        frames = x.shape[-1]
+        z = target.setdefault(frames, torch.randn(1, k * D, frames, generator=torch.Generator().manual_seed(0)))
+        x_t = x[:, : k * D].double()
+        a, s = (f(torch.as_tensor(t, dtype=torch.float64)).repeat_interleave(D, dim=1)[..., None]
+                for f in (schedule.alpha, schedule.sigma))
+        out = (a * x_t - z) / s if prediction == "v" else (x_t - a * z) / s
+        return out.to(x.dtype)
+
+    monkeypatch.setattr(tiny_model.unet, "forward", oracle)
+    decoded: list[torch.Tensor] = []
+    decode = tiny_model.decode_stems
+    monkeypatch.setattr(tiny_model, "decode_stems", lambda z, n: decoded.append(z.detach().clone()) or decode(z, n))
+    res = run_pipeline(tiny_model, req(steps=4, sampler="ddim", cfg=3.0))
+    (frames, z), = target.items()
+    assert len(decoded) == 1 and set(res.stems) == set(cfg.stems)
+    torch.testing.assert_close(decoded[0].float(), z.reshape(1, k, D, frames).float(), atol=1e-4, rtol=1e-4)
