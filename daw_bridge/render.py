@@ -26,7 +26,7 @@ import soundfile as sf
 
 from daw_bridge.journal import JobRow, Journal, TakeRow
 from daw_bridge.jobs import JobContext
-from daw_bridge.storage import Storage
+from daw_bridge.storage import SAMPLE_RATE, Storage
 from daw_bridge.worker import EngineWorker
 from protocol.errors import InvalidAudio, StemforgeError
 from protocol.messages import JobDone, Take
@@ -107,6 +107,7 @@ class Renderer:
             "steps": plan.get("steps"),
             "sampler": plan.get("sampler"),
             "cfg": plan.get("cfg"),
+            "grid_offset": span_start / SAMPLE_RATE,  # session sample 0 is bar 1: the model's beat clock
         }
         if plan["task"] == "inpaint":
             rs, re_ = plan["region"]

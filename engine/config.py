@@ -49,6 +49,9 @@ class UNetConfig:
     dropout: float = 0.0
     # tempo + key read off the prompt (engine.text.attributes) as a global embedding beside the text states
     attribute_conditioning: bool = False
+    # a beat clock: per-frame bar/beat/subdivision phases of the prompt's tempo grid, added at every level
+    # (engine.models.unet.BeatClock); needs attribute_conditioning (the BPM comes from the same parser)
+    beat_clock: bool = False
 
 
 @dataclass(frozen=True)
@@ -154,7 +157,7 @@ _NESTED = {
 
 
 def tiny() -> ModelConfig:
-    """The embedded default: a ~9.5M-parameter U-Net (4 levels, stride 8, attention at the two lowest rates)
+    """The embedded default: a ~9.6M-parameter U-Net (4 levels, stride 8, attention at the two lowest rates)
     that trains on a 2-core CPU; MiniLM text states (384-d), 32-d latent whitened to 30. U-Net level 0 is at
     least as wide as its k*D = 120 output channels (every stem's eps passes through it). v prediction: the
     epsilon-trained U-Net's data prediction at high noise was worse than predicting zero (docs/MODEL_CARD.md)."""
@@ -170,6 +173,7 @@ def tiny() -> ModelConfig:
             cross_attention_dim=384,
             time_embed_dim=192,
             attribute_conditioning=True,
+            beat_clock=True,
         ),
     )
 

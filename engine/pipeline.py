@@ -63,6 +63,9 @@ class GenerationRequest:
     ``stems``: generate -> stems to generate (empty = every stem not given); inpaint -> stems to
     regenerate in the region; continue -> must be empty or every input stem (all input stems continue).
     ``num_samples``: generate -> output length (> 0); inpaint/continue -> 0 (the input's length is used).
+    ``grid_offset``: where sample 0 of the output (generate) or of the input (inpaint, continue) lies on the
+    tempo grid, in seconds after a downbeat: the DAW timeline position when bar 1 is at 0 (the daemon passes the
+    span's start). The beat clock of a U-Net that has one places the bar and beat phases from it and the BPM.
     """
 
     task: str = "generate"
@@ -79,6 +82,7 @@ class GenerationRequest:
     steps: int = DEFAULT_STEPS
     sampler: str = DEFAULT_SAMPLER
     cfg: float = DEFAULT_CFG
+    grid_offset: float = 0.0
 
 
 @dataclass
@@ -101,6 +105,7 @@ class _Layout:
     causal: bool
     num_samples: int  # length of the returned audio
     context_samples: int = 0  # continuation: known samples at the start of the window
+    window_start: int = 0  # sample of the window's first frame, relative to the request's sample 0
 
 
 # ---- 1. validation ---------------------------------------------------------------------------------
@@ -141,6 +146,8 @@ def _validate(stems: tuple[str, ...], req: GenerationRequest) -> dict[str, np.nd
         raise InvalidArgument(f"steps must be in 1..{MAX_STEPS}, got {req.steps}")
     if not math.isfinite(float(req.cfg)) or req.cfg < 0:
         raise InvalidArgument(f"cfg must be a finite number >= 0, got {req.cfg}")
+    if not math.isfinite(float(req.grid_offset)):
+        raise InvalidArgument(f"grid_offset must be a finite number of seconds, got {req.grid_offset}")
     get_sampler(req.sampler)  # unknown names fail before any work
     return given
 
@@ -214,7 +221,7 @@ def _layout_continue(stems: tuple[str, ...], req: GenerationRequest, given: dict
     mask = torch.zeros(frames)
     mask[ctx // HOP:] = 1.0
     return _Layout(generated=sorted(stems.index(s) for s in given), given=[], window=window, frame_mask=mask,
-                   causal=True, num_samples=n + new, context_samples=ctx)
+                   causal=True, num_samples=n + new, context_samples=ctx, window_start=n - ctx)
 
 
 LAYOUTS: dict[str, Callable[[tuple[str, ...], GenerationRequest, dict[str, np.ndarray]], _Layout]] = {
@@ -339,8 +346,12 @@ def run_pipeline(model, request: GenerationRequest,
         gen_idx = torch.tensor(layout.generated, device=device)
         x_T = noise[:, gen_idx].reshape(1, len(gen_idx) * D, frames)  # (1, n*D, F)
 
+        # where the window's frame 0 lies on the tempo grid (the beat clock)
+        grid_offset = float(request.grid_offset) + layout.window_start / SAMPLE_RATE
+
         def unet_eps(x_in: Tensor, t_in: Tensor) -> Tensor:  # (nB, C_in, F), (nB, k) -> (nB, k*D, F) epsilon
-            out = model.unet(x_in.to(dtype), t_in, states, text_mask, causal=layout.causal, attrs=attrs).float()
+            out = model.unet(x_in.to(dtype), t_in, states, text_mask, causal=layout.causal, attrs=attrs,
+                             grid_offset=grid_offset).float()
             return schedule.eps_from_output(out, x_in[:, : k * D].float(), t_in)
 
         def model_fn(x: Tensor, t: float) -> Tensor:
@@ -383,6 +394,7 @@ def run_pipeline(model, request: GenerationRequest,
         "unconditional_prompt": uncond_prompt,
         "bpm": request.bpm,
         "key": request.key,
+        "grid_offset": float(request.grid_offset),
         "seed": seed,
         "sampler": request.sampler,
         "steps": int(request.steps),

@@ -127,7 +127,7 @@ def run_and_write(model, request, out_dir: str, extra: dict[str, Any]) -> int:
 def sampling_options(args: argparse.Namespace) -> dict[str, Any]:
     """--seed/--steps/--sampler/--cfg/--negative-prompt given on the command line (None = pipeline default)."""
     opts = {"seed": args.seed, "steps": args.steps, "sampler": args.sampler, "cfg": args.cfg,
-            "negative_prompt": args.negative_prompt}
+            "negative_prompt": args.negative_prompt, "grid_offset": args.grid_offset}
     return {k: v for k, v in opts.items() if v is not None}
 
 
@@ -139,6 +139,8 @@ def _common(p: argparse.ArgumentParser, prompt_required: bool = False) -> None:
     p.add_argument("--steps", type=int, default=None, help="sampler steps (default 50)")
     p.add_argument("--sampler", default=None, help="ddim, ddpm, dpmpp-2m (default dpmpp-2m)")
     p.add_argument("--cfg", type=float, default=None, help="classifier-free guidance scale (default 3.0; 1 = off)")
+    p.add_argument("--grid-offset", type=float, default=None,
+                   help="seconds from a downbeat to the first sample (default 0, or the input folder's manifest)")
     p.add_argument("--model", default=None, help="checkpoint dir, hub id, or config name (tiny, jen1-composer)")
     p.add_argument("--out", required=True, help="output folder")
 
@@ -180,11 +182,18 @@ def _from_folder(args: argparse.Namespace):
     return model, stems, manifest, prompt
 
 
+def _grid_from_manifest(args: argparse.Namespace, manifest: dict) -> None:
+    """An input folder written by ``generate`` keeps its place on the tempo grid unless --grid-offset says."""
+    if args.grid_offset is None and isinstance(manifest.get("grid_offset"), (int, float)):
+        args.grid_offset = float(manifest["grid_offset"])
+
+
 def cmd_inpaint(args: argparse.Namespace) -> int:
     from engine.pipeline import GenerationRequest
 
     start, end = seconds_to_samples(args.start, "--start"), seconds_to_samples(args.end, "--end")
     model, stems, manifest, prompt = _from_folder(args)
+    _grid_from_manifest(args, manifest)
     names = parse_stems(args.stems)
     for name in names:
         if name not in model.config.stems:
@@ -201,6 +210,7 @@ def cmd_continue(args: argparse.Namespace) -> int:
 
     new = num_samples(args.seconds)
     model, stems, manifest, prompt = _from_folder(args)
+    _grid_from_manifest(args, manifest)
     warn_if_untrained(model)
     req = GenerationRequest(task="continue", prompt=prompt, given=stems, continue_samples=new,
                             bpm=manifest.get("bpm"), key=manifest.get("key"), **sampling_options(args))

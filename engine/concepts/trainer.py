@@ -167,12 +167,12 @@ class ConceptRun:
 
     def loss(self, text_grad: bool) -> Tensor:
         """One batch's masked epsilon MSE (the diffusion training step's loss)."""
-        z0, present, names = self.latents.sample(self.opts.batch, self.frames, self.generator)
+        z0, present, names, _ = self.latents.sample(self.opts.batch, self.frames, self.generator)
         captions = [make_caption(self.data[n].tokens, self.opts.method, self.data[n].description, self.rng)
                     for n in names]
         plan = sample_plan(self.cfg, present, captions, self.frames, self.step, self.total, self.generator,
                            make_prompt=self.make_prompt)
-        batch = build_batch(plan, z0, self.schedule, self.generator)
+        batch = build_batch(plan, z0, self.schedule, self.generator)  # no grid offset: references have no grid
         enc = self.model.text_encoder
         with torch.set_grad_enabled(text_grad):
             states, mask = enc.encode(batch.prompts)

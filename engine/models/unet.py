@@ -89,6 +89,61 @@ class AttributeEmbedding(nn.Module):
         return self.out(F.silu(tempo + self.key_table(key_idx).to(dtype)))
 
 
+BEAT_CLOCK_PERIODS = (4.0, 2.0, 1.0, 0.5, 0.25)  # in beats: bar (4/4), half bar, beat, eighth, sixteenth
+
+
+def beat_clock_features(bpm: Tensor, grid_offset: Tensor, frames: int, frame_seconds: float) -> Tensor:
+    """Phases of the tempo grid at every latent frame: (B,) BPM (nan = none), (B,) seconds from a downbeat to
+    frame 0 -> (B, 2 * len(BEAT_CLOCK_PERIODS), frames) [sin | cos] per period; all zeros where the BPM is nan.
+
+    Frame ``f`` is at ``grid_offset + f * frame_seconds`` s, i.e. ``(that) * bpm / 60`` beats after the downbeat.
+    """
+    has = torch.isfinite(bpm)
+    beats_per_s = torch.where(has, bpm, 0.0).double() / 60.0  # float64: offsets of minutes stay exact
+    times = grid_offset.double()[:, None] + torch.arange(frames, device=bpm.device, dtype=torch.float64) * frame_seconds
+    pos = times * beats_per_s[:, None]  # (B, F) beats since the downbeat
+    periods = torch.tensor(BEAT_CLOCK_PERIODS, device=bpm.device, dtype=torch.float64)
+    phase = 2 * math.pi * torch.remainder(pos[:, None, :] / periods[None, :, None], 1.0)  # (B, P, F)
+    feats = torch.cat([torch.sin(phase), torch.cos(phase)], dim=1).float()
+    return feats * has[:, None, None].float()
+
+
+class BeatClock(nn.Module):
+    """Where the beats are, for the U-Net: the tempo embedding says how fast, this says where in the bar each
+    frame is. :func:`beat_clock_features` of the prompt's BPM and the request's grid offset (the DAW timeline
+    position of frame 0; crop starts in training, since studio renders start on a downbeat) go through one
+    zero-initialised 1x1 projection per U-Net level (average-pooled to that level's rate) and the mid block, added
+    to the features entering it. Zero-initialised: a U-Net trained without the clock computes the same function
+    when it is added. No BPM (a prompt without a tempo, the caption-dropout branch of guidance): no clock."""
+
+    def __init__(self, channels: tuple[int, ...], frame_seconds: float) -> None:
+        super().__init__()
+        self.frame_seconds = frame_seconds
+        n = 2 * len(BEAT_CLOCK_PERIODS)
+        entering = (channels[0], *channels[:-1], channels[-1])  # width entering each level (its predecessor's), mid
+        self.proj = nn.ModuleList([nn.Conv1d(n, c, 1) for c in entering])
+        for conv in self.proj:
+            nn.init.zeros_(conv.weight)
+            nn.init.zeros_(conv.bias)
+
+    def forward(self, attrs: Tensor | None, grid_offset: Tensor | float | None, batch: int, frames: int,
+                device: torch.device) -> list[Tensor | None]:
+        """One additive term per level (rates 1, 1/2, ..., then the mid block); ``None`` entries without a BPM."""
+        if attrs is None or not bool(torch.isfinite(attrs[:, 0]).any()):
+            return [None] * len(self.proj)
+        off = torch.as_tensor(0.0 if grid_offset is None else grid_offset, device=device, dtype=torch.float64)
+        off = off.expand(batch) if off.ndim == 0 else off
+        if off.shape != (batch,):
+            raise ConfigMismatch(f"grid_offset must be a number or ({batch},) seconds, got {tuple(off.shape)}")
+        feats = beat_clock_features(attrs[:, 0].to(device), off, frames, self.frame_seconds)
+        dtype = self.proj[0].weight.dtype
+        out: list[Tensor | None] = []
+        for level, conv in enumerate(self.proj):
+            f = F.avg_pool1d(feats, 2**min(level, len(self.proj) - 2)) if level else feats
+            out.append(conv(f.to(dtype)))
+        return out
+
+
 class NoAttention(nn.Module):
     """Stands in for a TransformerBlock1d at levels without attention: returns x unchanged."""
 
@@ -118,6 +173,10 @@ class OmniUNet1d(nn.Module):
 
         self.time_embed = TrackTimestepEmbedding(cfg.num_stems, temb)
         self.attr_embed = AttributeEmbedding(temb) if u.attribute_conditioning else None
+        if u.beat_clock and not u.attribute_conditioning:
+            raise ConfigMismatch("unet.beat_clock needs unet.attribute_conditioning (the BPM comes from it)")
+        frame_seconds = cfg.autoencoder.hop / cfg.autoencoder.sample_rate
+        self.beat_clock = BeatClock(tuple(ch), frame_seconds) if u.beat_clock else None
         self.text_proj = nn.Linear(cfg.text.hidden_size, ctx)  # text states -> cross-attention width
         self.in_conv = OmniConv1d(self.in_channels, ch[0], ks)
 
@@ -176,9 +235,12 @@ class OmniUNet1d(nn.Module):
 
     # ---- forward -----------------------------------------------------------------------------
     def forward(self, x: Tensor, t: Tensor | float, text: Tensor, text_mask: Tensor | None = None,
-                causal: bool = False, attrs: Tensor | None = None) -> Tensor:
+                causal: bool = False, attrs: Tensor | None = None,
+                grid_offset: Tensor | float | None = None) -> Tensor:
         """``attrs``: (B, 2) [bpm or nan, key class or -1] from :func:`engine.text.attributes.attribute_tensor`
-        (None: unknown); ignored by a U-Net built without ``attribute_conditioning``."""
+        (None: unknown); ignored by a U-Net built without ``attribute_conditioning``. ``grid_offset``: seconds
+        from a downbeat of the tempo grid to frame 0, a number or (B,) (None: 0, frame 0 is on a downbeat); read
+        by the beat clock only."""
         t, text_mask = self._check(x, t, text, text_mask)
         frames = x.shape[-1]
         pad = (-frames) % self.stride
@@ -189,9 +251,15 @@ class OmniUNet1d(nn.Module):
             temb = temb + self.attr_embed(attrs, x.shape[0], x.device)
         ctx = self.text_proj(text.to(self.text_proj.weight.dtype))  # (B, L, cross_attention_dim)
 
+        clock: list[Tensor | None] = [None] * (len(self.down_res) + 1)
+        if self.beat_clock is not None:
+            clock = self.beat_clock(attrs, grid_offset, x.shape[0], x.shape[-1], x.device)
+
         h = self.in_conv(x, causal)  # (B, ch0, F')
         skips: list[Tensor] = []
         for i, (res_blocks, attn_blocks) in enumerate(zip(self.down_res, self.down_attn)):
+            if clock[i] is not None:
+                h = h + clock[i]
             for res, attn in zip(res_blocks, attn_blocks):
                 h = res(h, temb, causal)
                 h = attn(h, ctx, text_mask, causal)
@@ -199,6 +267,8 @@ class OmniUNet1d(nn.Module):
             if i < len(self.down_sample):
                 h = self.down_sample[i](h, causal)  # (B, c, F'/2^(i+1))
 
+        if clock[-1] is not None:
+            h = h + clock[-1]
         h = self.mid_res1(h, temb, causal)
         h = self.mid_attn(h, ctx, text_mask, causal)
         h = self.mid_res2(h, temb, causal)

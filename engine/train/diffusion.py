@@ -129,15 +129,19 @@ class LatentSet:
     def crop_frames(self, wanted: int) -> int:
         return max(2, min(wanted, min(int(z.shape[-1]) for z in self.latents)))
 
-    def sample(self, batch: int, frames: int, generator: torch.Generator) -> tuple[Tensor, Tensor, list[str]]:
-        """Random items and aligned crops: z0 (B, k, D, frames) float32, present (B, k), captions (B)."""
+    def sample(self, batch: int, frames: int,
+               generator: torch.Generator) -> tuple[Tensor, Tensor, list[str], Tensor]:
+        """Random items and aligned crops: z0 (B, k, D, frames) float32, present (B, k), captions (B), and the
+        crops' first frames (B,) int64 (the beat clock's grid offset: items start on a downbeat)."""
         idx = torch.randint(0, len(self), (batch,), generator=generator).tolist()
-        crops = []
+        crops, starts = [], []
         for i in idx:
             z = self.latents[i]
             start = int(torch.randint(0, int(z.shape[-1]) - frames + 1, (1,), generator=generator))
             crops.append(z[:, :, start:start + frames].float())
-        return torch.stack(crops), self.present[idx].clone(), [self.captions[i] for i in idx]
+            starts.append(start)
+        return (torch.stack(crops), self.present[idx].clone(), [self.captions[i] for i in idx],
+                torch.tensor(starts, dtype=torch.int64))
 
 
 def open_corpus(data: str | Path, stems: tuple[str, ...]) -> Any:
@@ -247,8 +251,9 @@ def batch_loss(unet: torch.nn.Module, batch: DiffusionBatch, states: Tensor, tex
     attrs = attribute_tensor(batch.prompts).to(batch.eps.device)  # tempo + key of the same prompts
     total = batch.eps.new_zeros(())
     for causal, idx in batch.mode_groups():
+        offset = batch.grid_offset[idx.cpu()].to(batch.eps.device) if batch.grid_offset is not None else None
         pred = unet(batch.x[idx], batch.t[idx], states[idx], text_mask[idx], causal=causal,
-                    attrs=attrs[idx])  # (n, k*D, F)
+                    attrs=attrs[idx], grid_offset=offset)  # (n, k*D, F)
         err = (pred.float() - batch.target[idx]).reshape(len(idx), num_stems, D, F).pow(2)
         total = total + (err * batch.loss_mask[idx][:, :, None, :]).sum()
     return total / (batch.loss_mask.sum() * D).clamp_min(1.0)
@@ -337,10 +342,11 @@ class DiffusionTrainer:
     # ---- training ------------------------------------------------------------------------------------
     def _latent_batch(self, step: int) -> DiffusionBatch:
         """Crops, task plan and noising for ``step`` (no text yet), on the training device."""
-        z0, present, captions = self.latents.sample(self.opts.batch, self.frames, self.generator)
+        z0, present, captions, starts = self.latents.sample(self.opts.batch, self.frames, self.generator)
         plan = sample_plan(self.cfg, present, captions, self.frames, step, self.opts.steps, self.generator,
                            make_prompt=self.make_prompt, joint_share=self.opts.joint_share)
         batch = build_batch(plan, z0, self.schedule, self.generator)
+        batch.grid_offset = starts.double() * HOP / SAMPLE_RATE  # seconds from the item's first downbeat
         batch.x, batch.t, batch.eps, batch.target, batch.loss_mask = (v.to(self.device) for v in
                                                         (batch.x, batch.t, batch.eps, batch.target, batch.loss_mask))
         return batch
@@ -470,19 +476,26 @@ def load_base_model(ae: str | Path, config: str | ModelConfig = "tiny", seed: in
     return model
 
 
+ADDED_MODULES = {"attribute_conditioning": "attr_embed.", "beat_clock": "beat_clock."}  # zero-initialised outputs
+
+
 def init_unet_from(unet: torch.nn.Module, src: torch.nn.Module, name: str) -> None:
     """Copy ``src``'s weights into ``unet``. The configurations must match, except that ``unet`` may add the
-    attribute embedding (``attribute_conditioning``) to a ``src`` trained without it: that module starts at its
-    zero-initialised output, so the copied U-Net computes exactly what ``src`` did."""
+    attribute embedding (``attribute_conditioning``) or the beat clock (``beat_clock``) to a ``src`` trained
+    without them: those modules start at their zero-initialised outputs, so the copied U-Net computes exactly
+    what ``src`` did."""
     a, b = unet.cfg.unet, src.cfg.unet
-    if dataclasses.replace(a, attribute_conditioning=False) != dataclasses.replace(b, attribute_conditioning=False) \
-            or (b.attribute_conditioning and not a.attribute_conditioning):
+    off = {flag: False for flag in ADDED_MODULES}
+    if dataclasses.replace(a, **off) != dataclasses.replace(b, **off) \
+            or any(getattr(b, flag) and not getattr(a, flag) for flag in ADDED_MODULES):
         raise ModelError(f"--init-unet: {name} has another U-Net configuration")
     missing, unexpected = unet.load_state_dict(src.state_dict(), strict=False)
-    if unexpected or any(not k.startswith("attr_embed.") for k in missing):
+    allowed = tuple(p for flag, p in ADDED_MODULES.items() if getattr(a, flag) and not getattr(b, flag))
+    if unexpected or any(not k.startswith(allowed) for k in missing):
         raise ModelError(f"--init-unet: {name}: unexpected {unexpected[:3]}, missing {missing[:3]}")
     if missing:
-        log.info("--init-unet: %s has no attribute embedding; it starts at zero (same function)", name)
+        log.info("--init-unet: %s lacks %s; they start at zero (same function)", name,
+                 ", ".join(sorted({k.split(".")[0] for k in missing})))
 
 
 def train_diffusion(opts: DiffusionTrainOptions) -> tuple[dict[str, float], str | None]:

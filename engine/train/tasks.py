@@ -227,6 +227,7 @@ class DiffusionBatch:
     causal: Tensor  # (B,) bool
     prompts: list[str]
     plan: TaskPlan
+    grid_offset: Tensor | None = None  # (B,) float64 seconds from a downbeat to frame 0 (the beat clock); None = 0
 
     def mode_groups(self) -> list[tuple[bool, Tensor]]:
         """``[(causal, item indices)]`` for each mode present: one U-Net forward per mode."""

@@ -99,6 +99,7 @@ def test_generate_keep_regenerate_inpaint_continue(ws, session: dict[str, Any]) 
         manifest = json.loads(Path(t["manifest_path"]).read_text())
         assert manifest["prompt"] == "warm funk" and manifest["seed"] == 11
         assert len(manifest["model"]["hash"]) == 64 and manifest["parameters"]["steps"] == STEPS
+        assert manifest["pipeline"]["grid_offset"] == 0.5  # beat 2 at 120 bpm: the beat clock's grid position
 
     # keep the bass; regenerating "the others" gives the kept take as context
     kept = request(ws, type="keep", session_id=sid, stem="bass", take_id=takes["bass"]["take_id"])

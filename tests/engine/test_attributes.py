@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from unet_helpers import unet_inputs
 
 from engine.diffusion.guidance import encode_guidance_text
 from engine.models.unet import OmniUNet1d
@@ -57,18 +58,11 @@ def test_guidance_text_carries_the_attributes_of_both_branches() -> None:
     assert encode_guidance_text(enc, ["90 bpm"], ["x"], 1.0).attrs.shape == (1, 2)
 
 
-def _inputs(cfg, batch=2, frames=24):
-    g = torch.Generator().manual_seed(3)
-    return (torch.randn(batch, cfg.unet_in_channels, frames, generator=g),
-            torch.rand(batch, cfg.num_stems, generator=g) * 1000,
-            torch.randn(batch, 5, cfg.text.hidden_size, generator=g))
-
-
 def test_attributes_change_the_output_once_trained(tiny_config) -> None:
     torch.manual_seed(0)
     unet = OmniUNet1d(tiny_config).eval()
     assert tiny_config.unet.attribute_conditioning and unet.attr_embed is not None
-    x, t, text = _inputs(tiny_config)
+    x, t, text = unet_inputs(tiny_config)
     a = attribute_tensor(["100 bpm E minor", "100 bpm E minor"])
     with torch.no_grad():
         # zero-initialised projection: a fresh embedding is silent
@@ -86,12 +80,13 @@ def test_attributes_change_the_output_once_trained(tiny_config) -> None:
 
 
 def test_init_unet_from_a_unet_without_attributes_keeps_its_function(tiny_config) -> None:
-    old_cfg = dataclasses.replace(tiny_config, unet=dataclasses.replace(tiny_config.unet, attribute_conditioning=False))
+    old_cfg = dataclasses.replace(tiny_config, unet=dataclasses.replace(tiny_config.unet, attribute_conditioning=False,
+                                                                         beat_clock=False))
     torch.manual_seed(1)
     old = OmniUNet1d(old_cfg).eval()
     torch.manual_seed(2)
     new = OmniUNet1d(tiny_config).eval()
-    x, t, text = _inputs(tiny_config)
+    x, t, text = unet_inputs(tiny_config)
     with torch.no_grad():
         assert not torch.equal(old(x, t, text), new(x, t, text))
         init_unet_from(new, old, "old")

@@ -38,9 +38,10 @@ def use_tiny(monkeypatch, tiny_model):
 def generated(tmp_path, use_tiny, capsys) -> Path:
     out = tmp_path / "gen"
     rc = main(["generate", "--prompt", "slow funk", "--seconds", str(SECONDS), "--bpm", "92", "--key", "A minor",
-               "--steps", "2", "--seed", "5", "--out", str(out)])
+               "--steps", "2", "--seed", "5", "--grid-offset", "1.5", "--out", str(out)])
     assert rc == 0
     capsys.readouterr()
+    assert json.loads((out / "manifest.json").read_text())["grid_offset"] == 1.5
     return out
 
 
@@ -107,12 +108,15 @@ def test_inpaint_folder(generated: Path, tmp_path, use_tiny, capsys) -> None:
     m = json.loads((out / "manifest.json").read_text())
     assert m["task"] == "inpaint" and m["region"]["start"] == 4800 and m["region"]["end"] == 14_400
     assert m["prompt"] == "slow funk" and m["bpm"] == 92  # reused from the input's manifest
+    assert m["grid_offset"] == 1.5  # so is its place on the tempo grid
 
 
 def test_continue_folder(generated: Path, tmp_path, use_tiny) -> None:
     out = tmp_path / "cont"
-    rc = main(["continue", "--in", str(generated), "--seconds", "0.25", "--steps", "2", "--out", str(out)])
+    rc = main(["continue", "--in", str(generated), "--seconds", "0.25", "--steps", "2", "--grid-offset", "0",
+               "--out", str(out)])
     assert rc == 0
+    assert json.loads((out / "manifest.json").read_text())["grid_offset"] == 0.0  # given: overrides the input's
     for name in STEMS + ["mix"]:
         info = sf.info(str(out / f"{name}.wav"))
         assert (info.samplerate, info.channels, info.frames) == (48_000, 2, FRAMES + 12_000)
