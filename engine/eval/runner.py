@@ -13,7 +13,9 @@ For each of the first ``n`` held-out items (audio cropped to ``seconds``), throu
    of the mix outside the region relative to the real mix there (dB, floor -120 = exact copy); **inpaint_seam_ratio**:
    mean seam measure of the mix at the two region edges over its mean at 4 random points of every real mix;
 4. the real stems through the autoencoder -> **ae_lsd_db**, **ae_stft_distance**, **ae_si_sdr_db** (means over stems
-   and items; :mod:`engine.eval.metrics`).
+   and items; :mod:`engine.eval.metrics`), and **ae_tempo_adherence** / **ae_key_adherence**: the tempo and key
+   estimators of step 1 on the reconstructed stems, i.e. what the decoder alone leaves of the prompt's tempo and
+   key (a ceiling for the generated figures: every generated stem passes through the same decoder).
 
 Upper bound: the same measures on the real renders (the estimators' accuracy on ground truth: tempo and key of the real
 stems, the classifier on real stems, real bass against real drums, the real mix as the "inpainted" audio, the real
@@ -45,7 +47,8 @@ from protocol.errors import InvalidArgument, InvalidAudio, StemforgeError
 log = logging.getLogger(__name__)
 
 METRIC_KEYS = ("tempo_adherence", "key_adherence", "stem_role_accuracy", "onset_alignment_ms",
-               "inpaint_outside_db", "inpaint_seam_ratio", "ae_lsd_db", "ae_stft_distance", "ae_si_sdr_db")
+               "inpaint_outside_db", "inpaint_seam_ratio", "ae_lsd_db", "ae_stft_distance", "ae_si_sdr_db",
+               "ae_tempo_adherence", "ae_key_adherence")
 BOUNDS = ("model", "upper_bound", "lower_bound")
 INPAINT_REGION = (0.375, 0.625)  # fraction of the item: the middle quarter
 SEAM_REFERENCE_POINTS = 4
@@ -101,6 +104,8 @@ class _Acc:
                 "ae_lsd_db": _mean(d.get("lsd")),
                 "ae_stft_distance": _mean(d.get("stft")),
                 "ae_si_sdr_db": _mean(d.get("sisdr")),
+                "ae_tempo_adherence": _mean(d.get("ae_tempo")),
+                "ae_key_adherence": _mean(d.get("ae_key")),
             }
             out[b] = {k: round(v, 6) if math.isfinite(v) else None for k, v in res.items()}
         return out
@@ -246,6 +251,10 @@ def run_eval(opts: EvalOptions, model: Any = None) -> dict[str, Any]:
         with torch.inference_mode():
             x = torch.from_numpy(np.stack([gt[s] for s in stems]))[None].to(model.device)  # (1, k, 2, n)
             rec = model.decode_stems(model.encode_stems(x), n)[0].float().cpu().numpy()  # (k, 2, n)
+        rec_stems = {s: rec[j] for j, s in enumerate(stems)}
+        for bound, src in (("model", rec_stems), ("upper_bound", gt), ("lower_bound", shuffled)):
+            acc.add(bound, "ae_tempo", _tempo_hit(src["drums"], bpm))
+            acc.add(bound, "ae_key", _key_hit([src[s] for s in tonal_names], ref_key))
         for j, s in enumerate(stems):
             for bound, est in (("model", rec[j]), ("upper_bound", gt[s]), ("lower_bound", shuffled[s])):
                 scores = _ae_scores(gt[s], est)

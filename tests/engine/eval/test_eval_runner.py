@@ -33,10 +33,14 @@ def test_eval_json_keys_exact(studio, tiny_model, tmp_path):
         assert list(result[bound]) == list(METRIC_KEYS)
         for k, v in result[bound].items():
             assert isinstance(v, float) and math.isfinite(v), (bound, k, v)
-        for frac in ("tempo_adherence", "key_adherence", "stem_role_accuracy"):
+        for frac in ("tempo_adherence", "key_adherence", "stem_role_accuracy", "ae_tempo_adherence",
+                     "ae_key_adherence"):
             assert 0.0 <= result[bound][frac] <= 1.0
     up, low, model = result["upper_bound"], result["lower_bound"], result["model"]
     assert up["ae_lsd_db"] == 0.0 and up["ae_stft_distance"] == 0.0 and up["ae_si_sdr_db"] == 100.0
+    # the "reconstruction" of the upper bound is the real audio: the same tempo and key hits as step 1's real stems
+    assert (up["ae_tempo_adherence"], up["ae_key_adherence"]) == (up["tempo_adherence"], up["key_adherence"])
+    assert (low["ae_tempo_adherence"], low["ae_key_adherence"]) == (low["tempo_adherence"], low["key_adherence"])
     assert up["inpaint_outside_db"] == -120.0 and model["inpaint_outside_db"] == -120.0  # the pipeline copies
     assert low["inpaint_outside_db"] > -10.0 and low["ae_lsd_db"] > 1.0
     assert low["inpaint_seam_ratio"] > up["inpaint_seam_ratio"]
