@@ -22,7 +22,6 @@ import json
 import logging
 import multiprocessing as mp
 import os
-import secrets
 import socket
 import subprocess
 import sys
@@ -34,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from daw_bridge.storage import new_token
 from protocol.errors import InvalidArgument, StemforgeError
 from protocol.records import SampleFormat
 
@@ -67,13 +67,13 @@ class DaemonProcess:
         self.data_dir = data_dir
         self.ws_port = free_port()
         self.osc_port = free_port(socket.SOCK_DGRAM)
-        self.token = secrets.token_urlsafe(16) if token == "random" else token
+        self.token = new_token(16) if token == "random" else token
         self.log_path = log_path or data_dir.parent / f"{data_dir.name}-daemon.log"
         self.env = dict(env or {})
         cmd = [sys.executable, "-m", "daw_bridge.cli", "serve", "--host", HOST, "--ws-port", str(self.ws_port),
                "--osc-port", str(self.osc_port), "--data-dir", str(data_dir)]
         if self.token:
-            cmd += ["--token", self.token]
+            cmd += [f"--token={self.token}"]  # "=": a token may start with "-"
         if model:
             cmd += ["--model", model]
         self.cmd = cmd + list(extra or [])

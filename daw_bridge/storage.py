@@ -65,6 +65,14 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def new_token(nbytes: int = 32) -> str:
+    """A URL-safe random token that never starts with "-", so ``--token TOKEN`` parses as an option value."""
+    while True:
+        token = secrets.token_urlsafe(nbytes)
+        if not token.startswith("-"):
+            return token
+
+
 def atomic_write_bytes(path: str | Path, data: bytes, mode: int = 0o644) -> Path:
     """Write ``data`` to ``path`` atomically (temp file in the same directory, fsync, rename, fsync dir)."""
     path = Path(path)
@@ -164,7 +172,7 @@ class Storage:
 
     # ---- token ---------------------------------------------------------------------------------
     def load_or_create_token(self) -> str:
-        """The WebSocket token: read from ``token`` or generated once (``secrets.token_urlsafe``), mode 0600."""
+        """The WebSocket token: read from ``token`` or generated once (:func:`new_token`), mode 0600."""
         path = self.token_path
         if path.is_file():
             token = path.read_text().strip()
@@ -172,7 +180,7 @@ class Storage:
                 if path.stat().st_mode & 0o077:
                     os.chmod(path, 0o600)
                 return token
-        token = secrets.token_urlsafe(32)
+        token = new_token(32)
         atomic_write_bytes(path, (token + "\n").encode(), mode=0o600)
         os.chmod(path, 0o600)
         log.info("generated a new access token in %s", path)

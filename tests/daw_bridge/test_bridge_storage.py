@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from daw_bridge.storage import Storage, atomic_write_bytes, take_file_name
+from daw_bridge.storage import Storage, atomic_write_bytes, new_token, take_file_name
 from daw_bridge.wav import read_bext, read_chunks
 from protocol.errors import InvalidArgument, InvalidAudio
 
@@ -90,6 +90,23 @@ def test_token_created_once_with_0600(tmp_path: Path) -> None:
     assert len(tok) >= 32
     assert stat.S_IMODE(os.stat(st.token_path).st_mode) == 0o600
     assert Storage(tmp_path).load_or_create_token() == tok
+
+
+def test_new_token_never_starts_with_dash(monkeypatch: pytest.MonkeyPatch) -> None:
+    # token_urlsafe's alphabet includes "-": a token like "-x..." after "--token" would be read as an option
+    draws = iter(["-dashfirst-0123456789abcdef", "-again", "ok-token-0123456789abcdef"])
+    monkeypatch.setattr("daw_bridge.storage.secrets.token_urlsafe", lambda n: next(draws))
+    assert new_token(16) == "ok-token-0123456789abcdef"
+
+
+def test_bench_daemon_command_passes_a_dash_token_to_serve(tmp_path: Path) -> None:
+    from daw_bridge.bench import DaemonProcess
+    from daw_bridge.cli import build_parser
+
+    d = DaemonProcess(tmp_path / "data", token="-starts-with-a-dash-0123")
+    args = build_parser().parse_args(d.cmd[3:])  # drop "python -m daw_bridge.cli"
+    assert args.command == "serve" and args.token == "-starts-with-a-dash-0123"
+    assert args.data_dir == tmp_path / "data"
 
 
 def test_atomic_write_killed_mid_write_leaves_no_partial_file(tmp_path: Path) -> None:
