@@ -33,6 +33,9 @@ class AutoencoderConfig:
     decoder_depth: int = 8
     kernel_size: int = 7
     latent_mask_prob: float = 0.05  # JEN-1: 5% of latent frames masked in training
+    # a second synthesis path for sustained partials: per-bin instantaneous frequency integrated over frames
+    # (engine.models.autoencoder.integrated_phase), mixed with the frame-wise phase path by a learned gate
+    tonal_head: bool = False
 
 
 @dataclass(frozen=True)

@@ -322,6 +322,36 @@ class StemforgeModel:
             ckpt.load_state_strict(self.whitening, wh_state, ckpt.WHITENING_FILE)
         self._hash = None
 
+    def replace_decoder(self, export_dir: str | Path) -> dict[str, Any]:
+        """Take the decoder (and decoder-side config such as ``tonal_head``) of an exported autoencoder whose
+        encoder is this model's own, bit for bit: the latent space, the whitening and the U-Net stay valid.
+
+        Raises ConfigMismatch when the export's encoder or its encoder-side config differs (a U-Net would then
+        see another latent space: retrain the diffusion model instead). Returns a summary for ``meta.json``.
+        """
+        from engine.models.autoencoder import AudioAutoencoder
+
+        ae_cfg, ae_state, _ = load_autoencoder_export(export_dir)
+        decoder_fields = {"decoder_depth", "tonal_head", "latent_mask_prob"}
+        diff = [f.name for f in dataclasses.fields(ae_cfg) if f.name not in decoder_fields
+                and getattr(ae_cfg, f.name) != getattr(self.config.autoencoder, f.name)]
+        if diff:
+            raise ConfigMismatch(f"exported autoencoder in {export_dir} differs in encoder-side config {diff}")
+        own = self.autoencoder.state_dict()
+        encoder = [k for k in own if k.startswith(("enc_", "to_latent."))]
+        changed = [k for k in encoder if k not in ae_state or not torch.equal(own[k].cpu(), ae_state[k].cpu())]
+        if changed:
+            raise ConfigMismatch(f"the encoder in {export_dir} is not this model's ({len(changed)} tensors differ, "
+                                 f"e.g. {changed[0]}): its latents would not be the U-Net's; retrain diffusion")
+        param = next(self.autoencoder.parameters())
+        fresh = AudioAutoencoder(ae_cfg)
+        ckpt.load_state_strict(fresh, ae_state, ckpt.AUTOENCODER_FILE)
+        self.autoencoder = fresh.to(device=param.device, dtype=param.dtype).train(self.autoencoder.training)
+        self.config = dataclasses.replace(self.config, autoencoder=ae_cfg)
+        self._hash = None
+        return {"source": str(export_dir), "tonal_head": ae_cfg.tonal_head,
+                "parameters": sum(p.numel() for p in fresh.parameters())}
+
     def __repr__(self) -> str:
         return f"StemforgeModel({self.config.name!r}, trained={self.trained}, device={self.device})"
 

@@ -18,6 +18,16 @@ def register(sub: argparse._SubParsersAction, groups: dict[str, argparse._SubPar
     which.add_argument("--model", metavar="PATH", help="a checkpoint folder or Hugging Face hub id")
     info.set_defaults(func=_info)
 
+    swap = groups["model"].add_parser(
+        "swap-decoder", help="write a checkpoint with another autoencoder decoder over the same encoder",
+        description="Copy MODEL into OUT with the decoder of an exported autoencoder that was fine-tuned with "
+                    "the encoder frozen (stemforge train autoencoder --freeze-encoder): the latents, whitening "
+                    "and U-Net stay as they are. Refused when the encoders differ.")
+    swap.add_argument("--model", required=True, metavar="PATH", help="checkpoint folder or hub id")
+    swap.add_argument("--ae", required=True, metavar="DIR", help="autoencoder run folder or export")
+    swap.add_argument("--out", required=True, metavar="DIR", help="new checkpoint folder")
+    swap.set_defaults(func=_swap)
+
 
 def model_info(config: str | None = None, model: str | None = None) -> dict[str, Any]:
     from engine.model import StemforgeModel
@@ -39,6 +49,29 @@ def model_info(config: str | None = None, model: str | None = None) -> dict[str,
         "unet_channels": {"in": cfg.unet_in_channels, "out": cfg.unet_out_channels, "levels": list(cfg.unet.channels)},
         "parameters": m.parameter_counts(),
     }
+
+
+def _swap(args: argparse.Namespace) -> int:
+    import tempfile
+    from pathlib import Path
+
+    from engine.model import StemforgeModel
+    from engine.train.autoencoder import export, load_trained
+
+    model = StemforgeModel.from_pretrained(args.model)
+    ae_dir = Path(args.ae)
+    with tempfile.TemporaryDirectory() as tmp:
+        if not (ae_dir / "autoencoder.safetensors").is_file():  # a run folder: export its EMA weights first
+            export(ae_dir, tmp)
+            ae_dir = Path(tmp)
+        step = int(getattr(load_trained(ae_dir), "trained_step", -1))
+        summary = model.replace_decoder(ae_dir)
+    summary.update(source=str(args.ae), step=step)
+    training = dict(model.meta.get("training") or {})
+    training["decoder"] = summary
+    digest = model.save_pretrained(args.out, training=training)
+    print(json.dumps({"out": args.out, "hash": digest, "decoder": summary}, indent=2))
+    return 0
 
 
 def _info(args: argparse.Namespace) -> int:

@@ -33,6 +33,20 @@ def register(sub: Any, groups: dict[str, argparse._SubParsersAction]) -> None:
     ae.add_argument("--ckpt-minutes", type=float, default=5.0, help="checkpoint every N minutes")
     ae.add_argument("--eval-minutes", type=float, default=5.0, help="held-out evaluation every N minutes")
     ae.add_argument("--eval-clips", type=int, default=6)
+    ae.add_argument("--stft-resolutions", type=_resolutions, default=None, metavar="N:HOP,...",
+                    help="(n_fft, hop) pairs of the multi-resolution STFT loss (default 512:128,2048:512); a fine "
+                         "one such as 8192:2048 resolves semitones in the bass and middle registers")
+    ae.add_argument("--complex-weight", type=float, default=0.0,
+                    help="weight of a phase-aware loss on power-law compressed complex spectra (0 = off)")
+    ae.add_argument("--tonal-head", action="store_true",
+                    help="add the tonal synthesis path (integrated per-bin frequency; steady notes at any pitch)")
+    ae.add_argument("--if-weight", type=float, default=0.0,
+                    help="tonal path: weight of its frequency and gate supervision from the input's "
+                         "phase-vocoder frequencies (0 = off)")
+    ae.add_argument("--freeze-encoder", action="store_true",
+                    help="train only the decoder, so the latent space and U-Nets trained on it stay valid")
+    ae.add_argument("--init-from", default=None, metavar="DIR",
+                    help="fine-tune: start from the EMA weights of this run folder or exported autoencoder")
     ae.add_argument("--out", default="runs/ae_tiny", help="run folder (checkpoint.pt, train.log, eval.jsonl)")
     ae.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     ae.add_argument("--export", default=None, metavar="DIR", help="after training, export EMA weights to DIR")
@@ -51,14 +65,29 @@ def register(sub: Any, groups: dict[str, argparse._SubParsersAction]) -> None:
     wh.set_defaults(func=_train_whitening)
 
 
+def _resolutions(text: str) -> tuple[tuple[int, int], ...]:
+    """"512:128,2048:512" -> ((512, 128), (2048, 512)); each hop in 1..n_fft."""
+    try:
+        pairs = tuple((int(a), int(b)) for a, b in (part.split(":") for part in text.split(",")))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N_FFT:HOP[,N_FFT:HOP...], got {text!r}") from None
+    if not pairs or any(n < 16 or not 1 <= h <= n for n, h in pairs):
+        raise argparse.ArgumentTypeError(f"each pair needs n_fft >= 16 and 1 <= hop <= n_fft, got {text!r}")
+    return pairs
+
+
 def _train_autoencoder(args: argparse.Namespace) -> int:
     from engine.train.autoencoder import AutoencoderTrainer, TrainOptions, export
 
     opts = TrainOptions(data=args.data, out=args.out, config=args.config, steps=args.steps, batch=args.batch,
-                        seconds=args.seconds, lr=args.lr, decay_steps=args.decay_steps, lr_min=args.lr_min, device=args.device, threads=args.threads, seed=args.seed,
+                        seconds=args.seconds, lr=args.lr, decay_steps=args.decay_steps, lr_min=args.lr_min,
+                        device=args.device, threads=args.threads, seed=args.seed,
                         ema_decay=args.ema_decay, wave_weight=args.wave_weight, ckpt_minutes=args.ckpt_minutes,
                         eval_minutes=args.eval_minutes, eval_clips=args.eval_clips, heldout=args.heldout,
-                        resume=args.resume)
+                        resume=args.resume, init_from=args.init_from,
+                        complex_weight=args.complex_weight, if_weight=args.if_weight, freeze_encoder=args.freeze_encoder,
+                        tonal_head=True if args.tonal_head else None,
+                        **({"stft_resolutions": args.stft_resolutions} if args.stft_resolutions else {}))
     result = AutoencoderTrainer(opts).run()
     print("final:", " ".join(f"{k}={v:.4g}" for k, v in sorted(result.items())))
     if args.export:

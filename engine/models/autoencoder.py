@@ -12,6 +12,17 @@ Design (JEN-1 section 4.1 contract, Vocos-style body so it trains on a CPU):
       -> complex spectrum -> inverse STFT (overlap-add, window-envelope normalised, same framing)
       -> (B, 2, F*320) -> trimmed to the requested length.
 
+Tonal path (``tonal_head``): a decoder with stationary input (a held note's latent is nearly constant from frame
+to frame) is equivariant to shifts of one hop, so with frame-wise phases alone it can only place coherent energy at
+multiples of ``sample_rate / hop`` (150 Hz); a 262 Hz note comes out at 300 Hz. The tonal path predicts, per bin and
+frame, a frequency deviation from the bin centre (within +-2 bins) and integrates it over frames into a phase, so a
+constant output is a steady partial at any frequency (GANSynth's instantaneous-frequency representation). A sigmoid
+gate mixes the two phases per bin and frame, ``mag * ((1 - g) e^{i phase} + g e^{i integrated})``: frame-wise for
+transients and noise, integrated for sustained partials. Training supervises both from the input (its
+phase-vocoder frequencies and how steady they are: :func:`instantaneous_deviation`, :func:`steadiness`); the
+integrated phase takes the deviations without gradient, since its sensitivity to them grows with every frame. It
+starts at the first decoded frame, so a decode is exact only as a whole (the pipeline decodes whole spans).
+
 The latent is bounded in (-1, 1) by tanh so whitening and diffusion see a well-scaled space.
 Training-time latent masking (JEN-1: p = 5% of latent frames) zeroes whole frames before the decoder.
 K = n_fft // 2 + 1 frequency bins.
@@ -30,6 +41,8 @@ from protocol.errors import ConfigMismatch, InvalidAudio
 
 MAX_LOG_MAG = 8.0  # exp(8) ~ 3e3: above any full-scale bin magnitude of a 1280-point Hann STFT (~320)
 MIN_LOG_MAG = math.log(1e-5)  # -100 dB in power: the floor of the log-spectral distance
+TONAL_GATE_INIT = -2.0  # sigmoid(-2) = 0.12: a new tonal path starts as a small share beside the frame-wise one
+TONAL_MAX_DEVIATION = 2.0  # bins: a partial shows in the 4 bins of the Hann main lobe around it
 
 
 class SameSTFT(nn.Module):
@@ -64,6 +77,21 @@ class SameSTFT(nn.Module):
         env = F.fold(wsq, output_size=(1, total), kernel_size=(1, self.n_fft), stride=(1, self.hop))  # (1,1,1,T)
         sl = slice(self.pad, self.pad + n_frames * self.hop)
         return y[:, 0, 0, sl] / env[:, 0, 0, sl].clamp_min(1e-8)
+
+
+def integrated_phase(deviation: Tensor, n_fft: int, hop: int) -> Tensor:
+    """Phase of steady partials: deviation (B, K, F) in bins from each bin's centre -> phase (B, K, F) in radians.
+
+    Frame-referenced STFT phase of a partial at ``k + d`` bins advances by ``2 pi (k + d) hop / n_fft`` per frame;
+    ``phase[:, k, t] = 2 pi hop / n_fft * (k t + sum_{s <= t} d[:, k, s])``, accumulated in float64 and wrapped to
+    [0, 2 pi) so long spans keep their precision.
+    """
+    b, k, f = deviation.shape
+    step = 2.0 * math.pi * hop / n_fft
+    kt = torch.outer(torch.arange(k, device=deviation.device, dtype=torch.float64),
+                     torch.arange(f, device=deviation.device, dtype=torch.float64))  # (K, F) exact integers
+    total = kt[None] + torch.cumsum(deviation.double(), dim=-1)
+    return torch.remainder(total * step, 2.0 * math.pi).to(deviation.dtype)
 
 
 class ConvNeXtBlock(nn.Module):
@@ -145,6 +173,13 @@ class AudioAutoencoder(nn.Module):
         self.head = nn.Conv1d(h, 2 * c * k, 1)  # per channel: K log-magnitudes, K phases
         with torch.no_grad():  # start quiet: log-magnitude bias well below the signal, phases random-ish
             self.head.bias[: c * k].fill_(-4.0)
+        self.tonal: nn.Conv1d | None = None
+        if cfg.tonal_head:  # per channel: K frequency deviations, K gate logits; starts as steady bin centres
+            self.tonal = nn.Conv1d(h, 2 * c * k, 1)
+            with torch.no_grad():
+                self.tonal.weight.zero_()
+                self.tonal.bias.zero_()
+                self.tonal.bias[c * k:].fill_(TONAL_GATE_INIT)
 
     # ---- helpers ------------------------------------------------------------------------------------
     def num_frames(self, length: int) -> int:
@@ -194,6 +229,11 @@ class AudioAutoencoder(nn.Module):
 
     def decode(self, z: Tensor, length: int) -> Tensor:
         """latent (B, latent_dim, F) -> audio (B, 2, length); the F*320 samples are trimmed or zero-padded."""
+        return self.decode_with_deviation(z, length)[0]
+
+    def decode_with_deviation(self, z: Tensor, length: int) -> tuple[Tensor, tuple[Tensor, Tensor] | None]:
+        """:meth:`decode` plus the tonal path's (frequency deviations in bins, gate logits), each (B*C, K, F),
+        or None without one."""
         if z.dim() != 3 or z.shape[1] != self.latent_dim:
             raise ConfigMismatch(f"decoder expects latent (B, {self.latent_dim}, F), got {tuple(z.shape)}")
         if length < 1:
@@ -202,20 +242,71 @@ class AudioAutoencoder(nn.Module):
         h = self.dec_norm(self.dec_in(z))
         for blk in self.dec_blocks:
             h = blk(h)
-        out = self.head(self.dec_out_norm(h))  # (B, 2*C*K, F)
+        h = self.dec_out_norm(h)
+        out = self.head(h)  # (B, 2*C*K, F)
         ck = self.channels * self.bins
         logmag = out[:, :ck].clamp(MIN_LOG_MAG - 4.0, MAX_LOG_MAG)  # below the floor is allowed (silence)
         phase = out[:, ck:]
         spec = torch.polar(torch.exp(logmag), phase)  # (B, C*K, F) complex
+        deviation = None
+        if self.tonal is not None:
+            tonal = self.tonal(h)
+            dev = TONAL_MAX_DEVIATION * torch.tanh(tonal[:, :ck])
+            gate_logit = tonal[:, ck:]
+            gate = torch.sigmoid(gate_logit)
+            steady = integrated_phase(dev.detach().reshape(b * self.channels, self.bins, frames), self.cfg.n_fft,
+                                      self.hop).reshape(b, ck, frames)
+            spec = (1.0 - gate) * spec + gate * torch.polar(torch.exp(logmag), steady)
+            shape = (b * self.channels, self.bins, frames)
+            deviation = (dev.reshape(shape), gate_logit.reshape(shape))
         wav = self.stft.inverse(spec.reshape(b * self.channels, self.bins, frames))  # (B*C, F*hop)
         wav = wav.reshape(b, self.channels, frames * self.hop)
         if wav.shape[-1] >= length:
-            return wav[..., :length]
-        return F.pad(wav, (0, length - wav.shape[-1]))
+            return wav[..., :length], deviation
+        return F.pad(wav, (0, length - wav.shape[-1])), deviation
+
+    def frame_spectrum(self, audio: Tensor) -> Tensor:
+        """audio (B, C, N) -> complex STFT (B*C, K, F) in the decoder's own framing (frame t <-> latent frame t)."""
+        b, c, n = audio.shape
+        frames = self.num_frames(n)
+        return self.stft(F.pad(audio, (0, frames * self.hop - n)).reshape(b * c, frames * self.hop))
 
     def forward(self, audio: Tensor, mask_prob: float = 0.0,
                 generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         """audio (B, 2, N) -> (reconstruction (B, 2, N), latent (B, D, F) before masking)."""
+        recon, z, _ = self.forward_with_deviation(audio, mask_prob, generator)
+        return recon, z
+
+    def forward_with_deviation(self, audio: Tensor, mask_prob: float = 0.0, generator: torch.Generator | None = None
+                               ) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor] | None]:
+        """:meth:`forward` plus the tonal path's deviations (see :meth:`decode_with_deviation`)."""
         z = self.encode(audio)
         zm, _ = mask_latent_frames(z, mask_prob, generator) if mask_prob > 0 else (z, None)
-        return self.decode(zm, audio.shape[-1]), z
+        recon, deviation = self.decode_with_deviation(zm, audio.shape[-1])
+        return recon, z, deviation
+
+
+def instantaneous_deviation(spec: Tensor, n_fft: int, hop: int, power: float = 0.3) -> tuple[Tensor, Tensor]:
+    """Per-bin instantaneous frequency of a frame-referenced STFT, as deviation from the bin centre in bins.
+
+    spec: complex (B, K, F) -> (deviation (B, K, F - 1) in (-n_fft / (2 hop), n_fft / (2 hop)], weight (B, K, F - 1)):
+    the deviation of the advance from frame t to t + 1 (phase-vocoder estimate, the target of the tonal path's
+    prediction at frame t + 1) and a weight ``(|X_t| |X_{t+1}|)^power`` (energetic bins count, silent ones not).
+    """
+    step = 2.0 * math.pi * hop / n_fft
+    k = torch.arange(spec.shape[1], device=spec.device, dtype=torch.float64)[None, :, None]
+    advance = torch.angle(spec[..., 1:] * spec[..., :-1].conj()).double() - step * k  # (B, K, F-1)
+    wrapped = torch.remainder(advance + math.pi, 2.0 * math.pi) - math.pi
+    weight = (spec[..., 1:].abs() * spec[..., :-1].abs()).pow(power)
+    return (wrapped / step).to(spec.real.dtype), weight
+
+
+def steadiness(deviation: Tensor, width: float = 0.1) -> Tensor:
+    """How steady each bin's frequency is: deviation (B, K, T) -> (B, K, T) in [0, 1], ``exp(-(dd / width)^2)``
+    with ``dd`` the change of the deviation (bins) from the previous advance (the first copies the second).
+
+    About 1 on a held partial, near 0 on noise, whose phase-vocoder frequencies jump from frame to frame.
+    """
+    change = (deviation[..., 1:] - deviation[..., :-1]).abs()
+    change = torch.cat([change[..., :1], change], dim=-1)
+    return torch.exp(-(change / width).square())

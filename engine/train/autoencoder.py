@@ -29,8 +29,9 @@ import numpy as np
 import torch
 
 from engine.config import SAMPLE_RATE, AutoencoderConfig, get_config
-from engine.models.autoencoder import AudioAutoencoder
-from engine.models.losses import MultiResolutionSTFTLoss, log_spectral_distance, si_sdr, waveform_l1
+from engine.models.autoencoder import AudioAutoencoder, instantaneous_deviation
+from engine.models.losses import (DEFAULT_RESOLUTIONS, MultiResolutionSTFTLoss, compressed_complex_loss,
+                                  log_spectral_distance, si_sdr, waveform_l1)
 from engine.train.common import (CHECKPOINT_NAME, EMA, CheckpointTimer, Progress, StopFlag, load_checkpoint,
                                  resolve_device, save_checkpoint, seed_everything, set_threads, setup_run_logging)
 from engine.train.crops import CropSampler
@@ -41,6 +42,7 @@ log = logging.getLogger(__name__)
 AE_WEIGHTS = "autoencoder.safetensors"
 AE_CONFIG = "autoencoder.json"
 WHITENING = "whitening.safetensors"
+ENCODER_PREFIXES = ("enc_", "to_latent.")
 
 
 # ---- recipe -----------------------------------------------------------------------------------------
@@ -63,6 +65,12 @@ class TrainOptions:
     lsd_weight: float = 1.0
     latent_l2: float = 1e-3
     mask_prob: float | None = None  # None -> cfg.latent_mask_prob (5%)
+    if_weight: float = 0.0  # tonal path: weight of its frequency and gate supervision from the input (tonal_losses)
+    complex_weight: float = 0.0  # weight of the compressed complex STFT loss (phase-aware), 0 = off
+    stft_resolutions: tuple[tuple[int, int], ...] = DEFAULT_RESOLUTIONS  # (n_fft, hop) of the MR-STFT loss
+    init_from: str | None = None  # start from this run folder's EMA weights or an exported autoencoder
+    tonal_head: bool | None = None  # None: the config's; True adds the tonal path (engine.models.autoencoder)
+    freeze_encoder: bool = False  # train the decoder only: the latent space (and a U-Net trained on it) stays valid
     device: str = "auto"
     threads: int = 2
     seed: int = 0
@@ -73,6 +81,29 @@ class TrainOptions:
     heldout: str | None = None
     resume: bool = False
     log_every: int = 10
+
+
+def tonal_losses(model: AudioAutoencoder, audio: torch.Tensor, deviation: torch.Tensor, gate_logit: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Supervision of the tonal path from the input audio (B, C, N); deviation, gate_logit (B*C, K, F).
+
+    - frequency: circular distance ``1 - cos(advance error)`` between the predicted deviations and the input's
+      phase-vocoder estimate (GANSynth's instantaneous frequency), weighted by the input's compressed magnitudes;
+    - gate: binary cross-entropy against the steadiness of the input's frequencies (:func:`steadiness`), same
+      weights: open on held partials, shut on noise and transients.
+    """
+    import torch.nn.functional as F
+
+    from engine.models.autoencoder import steadiness
+
+    with torch.no_grad():
+        target, weight = instantaneous_deviation(model.frame_spectrum(audio), model.cfg.n_fft, model.hop)
+        steady = steadiness(target)
+        total = weight.sum().clamp_min(1e-8)
+    step = 2.0 * math.pi * model.hop / model.cfg.n_fft
+    freq = (weight * (1.0 - torch.cos(step * (deviation[..., 1:] - target)))).sum() / total
+    gate = (weight * F.binary_cross_entropy_with_logits(gate_logit[..., 1:], steady, reduction="none")).sum() / total
+    return freq, gate
 
 
 class AutoencoderTrainer:
@@ -87,15 +118,21 @@ class AutoencoderTrainer:
         self.generator = seed_everything(opts.seed)
         self.rng = np.random.default_rng(opts.seed)
         self.cfg = cfg or get_config(opts.config).autoencoder
+        if opts.tonal_head is not None:
+            self.cfg = dataclasses.replace(self.cfg, tonal_head=opts.tonal_head)
         self.model = AudioAutoencoder(self.cfg).to(self.device)
         self.ema = EMA(self.model, opts.ema_decay)
         decay, no_decay = [], []
         for name, p in self.model.named_parameters():
+            if opts.freeze_encoder and name.startswith(ENCODER_PREFIXES):
+                p.requires_grad_(False)
+                continue
             (no_decay if p.dim() < 2 or name.endswith("gamma") else decay).append(p)
         self.optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": opts.weight_decay},
                                             {"params": no_decay, "weight_decay": 0.0}],
                                            lr=opts.lr, betas=(0.8, 0.99))
-        self.stft_loss = MultiResolutionSTFTLoss(lsd_weight=opts.lsd_weight).to(self.device)
+        self.stft_loss = MultiResolutionSTFTLoss(tuple(map(tuple, opts.stft_resolutions)),
+                                                 lsd_weight=opts.lsd_weight).to(self.device)
         self.mask_prob = self.cfg.latent_mask_prob if opts.mask_prob is None else opts.mask_prob
         self.step_count = 0
         self.run_dir = Path(opts.out)
@@ -122,6 +159,17 @@ class AutoencoderTrainer:
         if "torch_rng" in state:
             torch.set_rng_state(state["torch_rng"])
 
+    def init_weights_from(self, source: str | Path) -> None:
+        """Fine-tuning start: the (EMA) weights of a run folder or an exported autoencoder of the same config."""
+        trained = load_trained(source, ema=True)
+        if dataclasses.replace(trained.cfg, tonal_head=self.cfg.tonal_head) != self.cfg:
+            raise InvalidArgument(f"--init-from {source}: trained with {trained.cfg}, not {self.cfg}")
+        result = self.model.load_state_dict(trained.state_dict(), strict=False)
+        new = [k for k in result.missing_keys if not k.startswith("tonal.")]
+        if new or result.unexpected_keys:  # a tonal path may be added to a model without one, not dropped
+            raise InvalidArgument(f"--init-from {source}: missing {new}, unexpected {result.unexpected_keys}")
+        log.info("initialised from %s (step %s)", source, getattr(trained, "trained_step", "?"))
+
     def save(self) -> Path:
         path = save_checkpoint(self.run_dir / CHECKPOINT_NAME, self.state_dict())
         log.info("checkpoint saved at step %d -> %s", self.step_count, path)
@@ -139,13 +187,20 @@ class AutoencoderTrainer:
 
     def losses(self, audio: torch.Tensor) -> dict[str, torch.Tensor]:
         """audio (B, 2, N) -> loss terms; ``total`` is optimised."""
-        recon, z = self.model(audio, mask_prob=self.mask_prob, generator=self.generator)
+        recon, z, deviation = self.model.forward_with_deviation(audio, mask_prob=self.mask_prob,
+                                                                generator=self.generator)
         terms = self.stft_loss(recon, audio)
         wave = waveform_l1(recon, audio)
         lat = z.square().mean()
         terms["wave_l1"] = wave
         terms["latent_l2"] = lat
         terms["total"] = terms["loss"] + self.opts.wave_weight * wave + self.opts.latent_l2 * lat
+        if self.opts.if_weight and deviation is not None:
+            terms["if"], terms["gate"] = tonal_losses(self.model, audio, *deviation)
+            terms["total"] = terms["total"] + self.opts.if_weight * (terms["if"] + terms["gate"])
+        if self.opts.complex_weight:
+            terms["complex"] = compressed_complex_loss(recon, audio, self.cfg.n_fft, self.cfg.hop)
+            terms["total"] = terms["total"] + self.opts.complex_weight * terms["complex"]
         return terms
 
     def step(self, audio: torch.Tensor) -> dict[str, float]:
@@ -156,7 +211,8 @@ class AutoencoderTrainer:
         terms = self.losses(audio.to(self.device))
         self.optimizer.zero_grad(set_to_none=True)
         terms["total"].backward()
-        gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.opts.grad_clip)
+        gnorm = torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad],
+                                               self.opts.grad_clip)
         self.optimizer.step()
         self.ema.update(self.model)
         self.step_count += 1
@@ -220,7 +276,11 @@ class AutoencoderTrainer:
             self.load_state_dict(load_checkpoint(ckpt, self.device))
             log.info("resumed from %s at step %d", ckpt, self.step_count)
         elif self.step_count == 0:
-            self.model.init_output_bias(self.data.sample(16, self.length, np.random.default_rng(opts.seed + 1)))
+            if opts.init_from:
+                self.init_weights_from(opts.init_from)
+            else:
+                self.model.init_output_bias(self.data.sample(16, self.length,
+                                                             np.random.default_rng(opts.seed + 1)))
             self.ema = EMA(self.model, opts.ema_decay)
         params = sum(p.numel() for p in self.model.parameters())
         log.info("autoencoder %.2fM params (%.1f MB fp32), %d files, batch %d x %.2f s, device %s, %d threads",

@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from engine.config import AutoencoderConfig, tiny
-from engine.models.autoencoder import AudioAutoencoder, SameSTFT, mask_latent_frames
-from engine.models.losses import MultiResolutionSTFTLoss, log_spectral_distance, si_sdr
+from engine.models.autoencoder import (AudioAutoencoder, SameSTFT, instantaneous_deviation, integrated_phase,
+                                       mask_latent_frames, steadiness)
+from engine.models.losses import MultiResolutionSTFTLoss, compressed_complex_loss, log_spectral_distance, si_sdr
 from protocol.errors import ConfigMismatch, InvalidAudio
 
 
@@ -108,3 +109,91 @@ def test_lsd_matches_the_evaluation_suite() -> None:
     ours = log_spectral_distance(est, ref).item()
     theirs = metrics.log_spectral_distance(ref[0].numpy(), est[0].numpy())
     assert ours == pytest.approx(theirs, rel=1e-3)
+
+
+def test_compressed_complex_loss_sees_phase_that_power_losses_miss() -> None:
+    sr = 48000
+    t = torch.arange(sr // 2) / sr
+    ref = torch.sin(2 * math.pi * 277.2 * t).expand(1, 2, -1).contiguous() * 0.3
+    shifted = torch.sin(2 * math.pi * 277.2 * t + math.pi / 2).expand(1, 2, -1).contiguous() * 0.3
+    assert float(compressed_complex_loss(ref, ref)) == 0.0
+    power = MultiResolutionSTFTLoss()(shifted, ref)["sc"]  # spectral convergence: magnitudes only
+    phase = compressed_complex_loss(shifted, ref)
+    # a quarter-period phase shift: |c(Y) - c(X)|^2 = 2 |c(X)|^2 on the tone's bins; the power spectra agree
+    ratio = phase / compressed_complex_loss(torch.zeros_like(ref), ref)
+    assert 1.9 < float(ratio) < 2.1, float(ratio)
+    assert float(power) < 0.05
+    # compression: a partial 40 dB down still weighs (100x quieter -> 100^0.3 ~ 4x smaller compressed amplitude)
+    quiet_ref, quiet_shift = ref * 0.01, shifted * 0.01
+    rel = compressed_complex_loss(quiet_shift, quiet_ref) / compressed_complex_loss(shifted, ref)
+    assert 0.3 * 0.01 ** 0.6 < float(rel) < 3 * 0.01 ** 0.6
+
+
+def test_integrated_phase_advances_by_the_partial_frequency() -> None:
+    k, f = 9, 50
+    dev = torch.zeros(1, k, f)
+    dev[0, 3] = 0.25
+    phase = integrated_phase(dev, n_fft=1280, hop=320).double()
+    step = phase[0, :, 1:] - phase[0, :, :-1]  # per-frame advance, compared on the unit circle
+    expected = 2 * math.pi * 320 / 1280 * torch.arange(k, dtype=torch.float64)
+    expected[3] = 2 * math.pi * 320 / 1280 * 3.25
+    assert (torch.polar(torch.ones_like(step), step) - torch.polar(torch.ones_like(step), expected[:, None])
+            ).abs().max() < 1e-5
+    # float64 accumulation: a frame a million hops in keeps the exact bin-centre phase
+    far = integrated_phase(torch.zeros(1, 2, 1_000_003), 1280, 320)[0, 1, -1]
+    assert abs(float(far) - (1_000_002 % 4) * math.pi / 2) < 1e-5
+
+
+def _peak_hz(wave: torch.Tensor) -> float:
+    spec = torch.fft.rfft(wave * torch.hann_window(wave.shape[-1], periodic=False, dtype=wave.dtype)).abs()
+    return float(spec.argmax()) * 48000 / wave.shape[-1]
+
+
+def test_integrated_phase_synthesises_a_steady_tone_between_the_frame_rate_harmonics() -> None:
+    # one bin (7: 262.5 Hz) of a 1280 / hop 320 spectrum, constant magnitude over 1 s
+    stft, frames, target = SameSTFT(1280, 320), 150, 277.2
+    spec_mag = torch.zeros(1, 641, frames)
+    spec_mag[0, 7] = 50.0
+    frozen = stft.inverse(torch.polar(spec_mag, torch.zeros_like(spec_mag)))[0]  # frame-wise constant phase
+    assert abs(_peak_hz(frozen) - 300.0) <= 2.0  # a multiple of 48000 / 320 = 150 Hz, not the bin's 262.5 Hz
+    dev = torch.zeros(1, 641, frames)
+    dev[0, 7] = target / 37.5 - 7
+    steady = stft.inverse(torch.polar(spec_mag, integrated_phase(dev, 1280, 320)))[0]
+    assert abs(_peak_hz(steady) - target) <= 1.0
+
+
+def test_tonal_head_starts_as_a_small_share_and_only_its_gate_learns_from_the_spectrum() -> None:
+    cfg = AutoencoderConfig(latent_dim=8, hidden=32, encoder_depth=1, decoder_depth=1, tonal_head=True)
+    model = AudioAutoencoder(cfg)
+    assert model.tonal is not None and model.tonal.weight.abs().sum() == 0
+    x = torch.randn(1, 2, 3200) * 0.1
+    y, _, (dev, gate_logit) = model.forward_with_deviation(x)
+    k, frames = model.bins, model.num_frames(3200)
+    assert y.shape == x.shape and torch.isfinite(y).all()
+    assert dev.shape == gate_logit.shape == (2, k, frames) and torch.all(dev == 0)
+    assert torch.allclose(torch.sigmoid(gate_logit), torch.full_like(gate_logit, 0.1192), atol=1e-4)
+    MultiResolutionSTFTLoss()(y, x)["loss"].backward()
+    grad = model.tonal.weight.grad[:, :, 0]  # (2*C*K, hidden): deviation rows, then gate rows
+    # the integrated phase takes the deviations without gradient: only their own supervision trains them
+    assert grad[: 2 * k].abs().sum() == 0 and grad[2 * k:].abs().sum() > 0
+    plain = AudioAutoencoder(AutoencoderConfig(latent_dim=8, hidden=32, encoder_depth=1, decoder_depth=1))
+    assert plain.tonal is None and not any(k.startswith("tonal.") for k in plain.state_dict())
+
+
+def test_instantaneous_deviation_reads_a_partial_between_bins() -> None:
+    t = torch.arange(48000) / 48000
+    spec = SameSTFT(1280, 320)(torch.sin(2 * math.pi * 277.2 * t)[None])
+    dev, weight = instantaneous_deviation(spec, 1280, 320)
+    assert dev.shape == weight.shape == (1, 641, spec.shape[-1] - 1)
+    mid = slice(10, 140)
+    for k in (6, 7, 8):  # every bin of the main lobe reports the partial's own frequency
+        assert torch.allclose(dev[0, k, mid], torch.full_like(dev[0, k, mid], 277.2 / 37.5 - k), atol=1e-3)
+    assert weight[0, 7, mid].min() > 100 * weight[0, 40, mid].max()  # far bins carry no weight
+    assert steadiness(dev)[0, 7, mid].min() > 0.99
+    noise = SameSTFT(1280, 320)(torch.randn(1, 48000))
+    assert steadiness(instantaneous_deviation(noise, 1280, 320)[0]).mean() < 0.2
+    # round trip: integrating the measured deviations re-synthesises the tone's advance
+    phase = integrated_phase(torch.nn.functional.pad(dev, (1, 0)), 1280, 320)
+    adv = torch.angle(torch.polar(torch.ones_like(phase[0, 7, 1:]), phase[0, 7, 1:] - phase[0, 7, :-1]))
+    ref = torch.angle(spec[0, 7, 1:] * spec[0, 7, :-1].conj())
+    assert (torch.polar(torch.ones_like(adv), adv) - torch.polar(torch.ones_like(ref), ref))[mid].abs().max() < 1e-3

@@ -53,3 +53,45 @@ def test_cli_missing_model_is_a_clear_error(tmp_path, capsys) -> None:
         main(["model", "info", "--config", "tiny", "--model", str(tmp_path)])
     with pytest.raises(CheckpointNotFound):
         model_info(model=str(tmp_path / "nope"))
+
+
+def test_swap_decoder_keeps_encoder_unet_and_whitening(tiny_model, tmp_path, capsys) -> None:
+    import dataclasses
+
+    import torch
+    from safetensors.torch import save_file
+
+    from engine.model import StemforgeModel
+    from engine.models.autoencoder import AudioAutoencoder
+
+    tiny_model.save_pretrained(tmp_path / "base")
+    # an "export" whose encoder is the model's and whose decoder is new, with the tonal path added
+    cfg = dataclasses.replace(tiny_model.config.autoencoder, tonal_head=True)
+    ae = AudioAutoencoder(cfg)
+    own = tiny_model.autoencoder.state_dict()
+    ae.load_state_dict({k: v for k, v in own.items() if k.startswith(("enc_", "to_latent."))}, strict=False)
+    with torch.no_grad():
+        ae.tonal.bias.add_(0.5)
+    (tmp_path / "ae").mkdir()
+    save_file({k: v.contiguous() for k, v in ae.state_dict().items()}, str(tmp_path / "ae" / "autoencoder.safetensors"))
+    (tmp_path / "ae" / "autoencoder.json").write_text(json.dumps(dataclasses.asdict(cfg)))
+
+    assert main(["model", "swap-decoder", "--model", str(tmp_path / "base"), "--ae", str(tmp_path / "ae"),
+                 "--out", str(tmp_path / "swapped")]) == 0
+    report = json.loads(capsys.readouterr().out)
+    swapped = StemforgeModel.from_pretrained(str(tmp_path / "swapped"))
+    assert report["hash"] == swapped.hash and swapped.config.autoencoder.tonal_head
+    assert swapped.meta["training"]["decoder"]["tonal_head"] is True
+    for name, value in ae.state_dict().items():
+        assert torch.equal(swapped.autoencoder.state_dict()[name], value), name
+    for name, value in tiny_model.unet.state_dict().items():
+        assert torch.equal(swapped.unet.state_dict()[name], value), name
+    for name, value in tiny_model.whitening.state_dict().items():
+        assert torch.equal(swapped.whitening.state_dict()[name], value), name
+
+    with torch.no_grad():  # another encoder: refused, nothing written
+        ae.to_latent.weight.add_(1e-3)
+    save_file({k: v.contiguous() for k, v in ae.state_dict().items()}, str(tmp_path / "ae" / "autoencoder.safetensors"))
+    assert main(["model", "swap-decoder", "--model", str(tmp_path / "base"), "--ae", str(tmp_path / "ae"),
+                 "--out", str(tmp_path / "refused")]) == 1
+    assert "config_mismatch" in capsys.readouterr().err and not (tmp_path / "refused").exists()

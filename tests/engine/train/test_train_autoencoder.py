@@ -146,3 +146,73 @@ def test_learning_rate_schedule(data, tmp_path) -> None:
     assert trainer.lr_at(10) == pytest.approx(1e-3)
     assert trainer.lr_at(60) == pytest.approx(5.5e-4)  # half way down the cosine
     assert trainer.lr_at(110) == pytest.approx(1e-4) and trainer.lr_at(10_000) == pytest.approx(1e-4)
+
+
+def test_init_from_an_export_starts_from_its_weights_and_uses_the_given_resolutions(data, tmp_path) -> None:
+    AutoencoderTrainer(_opts(data, tmp_path / "run", steps=2), cfg=SMALL).run()
+    export(tmp_path / "run", tmp_path / "export")
+    source = load_trained(tmp_path / "export").state_dict()
+    fine = AutoencoderTrainer(_opts(data, tmp_path / "fine", steps=0, init_from=str(tmp_path / "export"),
+                                    stft_resolutions=((256, 64), (4096, 1024))), cfg=SMALL)
+    assert fine.stft_loss.resolutions == ((256, 64), (4096, 1024))
+    fine.run()  # 0 steps: the saved weights are the source's, not a fresh init
+    tuned = load_trained(tmp_path / "fine", ema=False).state_dict()
+    assert source.keys() == tuned.keys()
+    for name, value in source.items():
+        assert torch.equal(value, tuned[name]), name
+    other = AutoencoderConfig(latent_dim=4, hidden=32, encoder_depth=1, decoder_depth=1)
+    with pytest.raises(InvalidArgument, match="init-from"):
+        AutoencoderTrainer(_opts(data, tmp_path / "bad", steps=0, init_from=str(tmp_path / "export")),
+                           cfg=other).run()
+
+
+def test_cli_parses_stft_resolutions() -> None:
+    import argparse
+
+    from engine.commands.train import _resolutions
+
+    assert _resolutions("512:128,8192:2048") == ((512, 128), (8192, 2048))
+    for bad in ("512", "512:0", "8:4", "a:b", "512:1024"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            _resolutions(bad)
+
+
+def test_decoder_only_fine_tune_adds_a_tonal_path_and_keeps_the_encoder(data, tmp_path) -> None:
+    AutoencoderTrainer(_opts(data, tmp_path / "run", steps=2), cfg=SMALL).run()
+    export(tmp_path / "run", tmp_path / "export")
+    source = load_trained(tmp_path / "export").state_dict()
+    fine = AutoencoderTrainer(_opts(data, tmp_path / "fine", steps=4, init_from=str(tmp_path / "export"),
+                                    tonal_head=True, freeze_encoder=True, mask_prob=0.0), cfg=SMALL)
+    assert fine.cfg.tonal_head and fine.model.tonal is not None
+    fine.run()
+    tuned = load_trained(tmp_path / "fine", ema=False)
+    assert tuned.cfg.tonal_head and json.loads((tmp_path / "fine" / "autoencoder.json").read_text())["tonal_head"]
+    state = tuned.state_dict()
+    for name, value in source.items():
+        frozen = name.startswith(("enc_", "to_latent."))
+        assert torch.equal(value, state[name]) == frozen, name
+    assert state["tonal.weight"].abs().sum() > 0  # zero at the start, trained since
+    clip = CropSampler(data / "heldout").fixed_clips(1, 3200)
+    with torch.no_grad():  # the same latents as the source's: a U-Net trained on them stays valid
+        assert torch.equal(tuned.encode(clip), load_trained(tmp_path / "export").encode(clip))
+
+
+def test_instantaneous_frequency_loss_teaches_the_tonal_path_a_tone(data, tmp_path) -> None:
+    import math
+
+    cfg = AutoencoderConfig(latent_dim=8, hidden=32, encoder_depth=1, decoder_depth=1, tonal_head=True)
+    trainer = AutoencoderTrainer(_opts(data, tmp_path, if_weight=1.0, mask_prob=0.0, lr=3e-3), cfg=cfg)
+    t = torch.arange(9600) / 48000
+    clip = (0.3 * torch.sin(2 * math.pi * 277.2 * t)).expand(2, 2, -1).contiguous()
+    with torch.no_grad():
+        first = float(trainer.losses(clip)["if"])
+    for _ in range(25):
+        trainer.step(clip)
+    with torch.no_grad():
+        last = float(trainer.losses(clip)["if"])
+        _, (dev, gate) = trainer.model.decode_with_deviation(trainer.model.encode(clip), clip.shape[-1])
+    assert last < 0.5 * first, (first, last)
+    assert abs(float(dev[0, 7, 5:-5].mean()) - (277.2 / 37.5 - 7)) < 0.15
+    assert float(torch.sigmoid(gate[0, 7, 5:-5]).mean()) > 0.3  # a held tone: the gate opens (from 0.12)
+    plain = AutoencoderTrainer(_opts(data, tmp_path / "plain", if_weight=1.0), cfg=SMALL)
+    assert "if" not in plain.losses(clip)  # no tonal path: nothing to teach
