@@ -329,7 +329,7 @@ class StemforgeModel:
         Raises ConfigMismatch when the export's encoder or its encoder-side config differs (a U-Net would then
         see another latent space: retrain the diffusion model instead). Returns a summary for ``meta.json``.
         """
-        from engine.models.autoencoder import AudioAutoencoder
+        from engine.models.autoencoder import ENCODER_PREFIXES, AudioAutoencoder
 
         ae_cfg, ae_state, _ = load_autoencoder_export(export_dir)
         decoder_fields = {"decoder_depth", "tonal_head", "latent_mask_prob"}
@@ -338,7 +338,7 @@ class StemforgeModel:
         if diff:
             raise ConfigMismatch(f"exported autoencoder in {export_dir} differs in encoder-side config {diff}")
         own = self.autoencoder.state_dict()
-        encoder = [k for k in own if k.startswith(("enc_", "to_latent."))]
+        encoder = [k for k in own if k.startswith(ENCODER_PREFIXES)]
         changed = [k for k in encoder if k not in ae_state or not torch.equal(own[k].cpu(), ae_state[k].cpu())]
         if changed:
             raise ConfigMismatch(f"the encoder in {export_dir} is not this model's ({len(changed)} tensors differ, "

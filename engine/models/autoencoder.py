@@ -41,6 +41,7 @@ from protocol.errors import ConfigMismatch, InvalidAudio
 
 MAX_LOG_MAG = 8.0  # exp(8) ~ 3e3: above any full-scale bin magnitude of a 1280-point Hann STFT (~320)
 MIN_LOG_MAG = math.log(1e-5)  # -100 dB in power: the floor of the log-spectral distance
+ENCODER_PREFIXES = ("enc_", "to_latent.")  # parameter names of the encoder (the latent space)
 TONAL_GATE_INIT = -2.0  # sigmoid(-2) = 0.12: a new tonal path starts as a small share beside the frame-wise one
 TONAL_MAX_DEVIATION = 2.0  # bins: a partial shows in the 4 bins of the Hann main lobe around it
 
@@ -194,14 +195,12 @@ class AudioAutoencoder(nn.Module):
     def features(self, audio: Tensor) -> Tensor:
         """audio (B, C, N) -> STFT features (B, 3*C*K, F), F = ceil(N / hop)."""
         b, c, n = audio.shape
-        frames = self.num_frames(n)
-        x = F.pad(audio, (0, frames * self.hop - n)).reshape(b * c, frames * self.hop)
-        spec = self.stft(x)  # (B*C, K, F) complex
+        spec = self.frame_spectrum(audio)  # (B*C, K, F) complex
         mag = spec.abs()
         logmag = torch.log(mag.clamp_min(1e-5))
         comp = spec * (mag.clamp_min(1e-5) ** -0.7)  # |X|^0.3 e^{i phi}
         feats = torch.cat([logmag * 0.25, comp.real, comp.imag], dim=1)  # (B*C, 3K, F)
-        return feats.reshape(b, c * 3 * self.bins, frames)
+        return feats.reshape(b, c * 3 * self.bins, spec.shape[-1])
 
     @torch.no_grad()
     def init_output_bias(self, audio: Tensor) -> None:
@@ -211,10 +210,7 @@ class AudioAutoencoder(nn.Module):
         of having to be learned, which the log-spectral distance weighs heavily.
         """
         self._check_audio(audio)
-        b, c, n = audio.shape
-        frames = self.num_frames(n)
-        x = F.pad(audio, (0, frames * self.hop - n)).reshape(b * c, frames * self.hop)
-        logmag = torch.log(self.stft(x).abs().clamp_min(1e-5))  # (B*C, K, F)
+        logmag = torch.log(self.frame_spectrum(audio).abs().clamp_min(1e-5))  # (B*C, K, F)
         med = logmag.transpose(0, 1).reshape(self.bins, -1).median(dim=1).values  # (K,)
         self.head.bias[: self.channels * self.bins].copy_(med.repeat(self.channels).clamp(MIN_LOG_MAG, MAX_LOG_MAG))
 

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from engine.config import SAMPLE_RATE, AutoencoderConfig, get_config
-from engine.models.autoencoder import AudioAutoencoder, instantaneous_deviation
+from engine.models.autoencoder import ENCODER_PREFIXES, AudioAutoencoder, instantaneous_deviation, steadiness
 from engine.models.losses import (DEFAULT_RESOLUTIONS, MultiResolutionSTFTLoss, compressed_complex_loss,
                                   log_spectral_distance, si_sdr, waveform_l1)
 from engine.train.common import (CHECKPOINT_NAME, EMA, CheckpointTimer, Progress, StopFlag, load_checkpoint,
@@ -42,7 +42,6 @@ log = logging.getLogger(__name__)
 AE_WEIGHTS = "autoencoder.safetensors"
 AE_CONFIG = "autoencoder.json"
 WHITENING = "whitening.safetensors"
-ENCODER_PREFIXES = ("enc_", "to_latent.")
 
 
 # ---- recipe -----------------------------------------------------------------------------------------
@@ -92,17 +91,13 @@ def tonal_losses(model: AudioAutoencoder, audio: torch.Tensor, deviation: torch.
     - gate: binary cross-entropy against the steadiness of the input's frequencies (:func:`steadiness`), same
       weights: open on held partials, shut on noise and transients.
     """
-    import torch.nn.functional as F
-
-    from engine.models.autoencoder import steadiness
-
     with torch.no_grad():
         target, weight = instantaneous_deviation(model.frame_spectrum(audio), model.cfg.n_fft, model.hop)
         steady = steadiness(target)
         total = weight.sum().clamp_min(1e-8)
     step = 2.0 * math.pi * model.hop / model.cfg.n_fft
     freq = (weight * (1.0 - torch.cos(step * (deviation[..., 1:] - target)))).sum() / total
-    gate = (weight * F.binary_cross_entropy_with_logits(gate_logit[..., 1:], steady, reduction="none")).sum() / total
+    gate = (weight * torch.nn.functional.binary_cross_entropy_with_logits(gate_logit[..., 1:], steady, reduction="none")).sum() / total
     return freq, gate
 
 
