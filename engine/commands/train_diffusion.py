@@ -32,6 +32,8 @@ def register(sub: Any, groups: dict[str, argparse._SubParsersAction]) -> None:
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint.pt")
     p.add_argument("--init-unet", action="store_true",
                    help="start the U-Net from the --ae model checkpoint's U-Net (continue a shipped partial run)")
+    p.add_argument("--init-unet-from", default=None, metavar="MODEL_DIR",
+                   help="start the U-Net from this model checkpoint's U-Net while --ae gives a new autoencoder")
     p.add_argument("--export", default=None, metavar="DIR", help="write the trained model checkpoint to DIR")
     p.set_defaults(func=_run)
 
@@ -43,7 +45,8 @@ def _run(args: argparse.Namespace) -> int:
         data=args.data, ae=args.ae, out=args.out, config=args.config, steps=args.steps, batch=args.batch,
         seconds=args.seconds, lr=args.lr, warmup=args.warmup, joint_share=args.joint_share, ema_decay=args.ema_decay, device=args.device,
         threads=args.threads, seed=args.seed, ckpt_minutes=args.ckpt_minutes, resume=args.resume,
-        export=args.export, init_unet=args.init_unet)
+        export=args.export, init_unet=args.init_unet,
+        init_unet_from=args.init_unet_from)
     summary, digest = train_diffusion(opts)
     print("final:", " ".join(f"{k}={v:.4g}" for k, v in sorted(summary.items())))
     if digest:

@@ -74,6 +74,7 @@ class DiffusionTrainOptions:
     data: str | None = None  # corpus folder (studio render or stem folders)
     ae: str | None = None  # autoencoder run / export folder or model checkpoint directory
     init_unet: bool = False  # start the U-Net from the --ae model checkpoint's U-Net (fresh optimizer)
+    init_unet_from: str | None = None  # start the U-Net from this model checkpoint's U-Net (another autoencoder)
     out: str = "runs/diffusion_tiny"
     config: str | ModelConfig = "tiny"
     steps: int = 10_000
@@ -103,6 +104,8 @@ class DiffusionTrainOptions:
             raise InvalidArgument(f"--seconds must be > 0, got {self.seconds}")
         if not 0.0 <= self.joint_share <= 1.0:
             raise InvalidArgument(f"--joint-share must be in [0, 1], got {self.joint_share}")
+        if self.init_unet and self.init_unet_from:
+            raise InvalidArgument("--init-unet and --init-unet-from are exclusive")
 
 
 # ---- latents -------------------------------------------------------------------------------------
@@ -436,11 +439,13 @@ class DiffusionTrainer:
 
 # ---- base model ----------------------------------------------------------------------------------
 def load_base_model(ae: str | Path, config: str | ModelConfig = "tiny", seed: int = 0,
-                    init_unet: bool = False) -> Any:
+                    init_unet: bool = False, unet_from: str | Path | None = None) -> Any:
     """A fresh U-Net from ``config`` with the autoencoder + whitening of ``ae`` (see module docstring).
 
     ``init_unet``: ``ae`` is a full model checkpoint and its U-Net weights start the training (a partial run
-    continued with a fresh optimizer)."""
+    continued with a fresh optimizer). ``unet_from``: the U-Net weights come from that model checkpoint
+    instead, while the autoencoder and whitening come from ``ae`` (a U-Net carried over to a new latent space:
+    its text, time and clock paths are kept, its latent mapping is relearned)."""
     from engine.model import StemforgeModel
 
     path = Path(ae)
@@ -472,6 +477,16 @@ def load_base_model(ae: str | Path, config: str | ModelConfig = "tiny", seed: in
         model = StemforgeModel.from_config(cfg, seed=seed, autoencoder_from=path)
     if not model.whitening.is_finalized:
         raise ModelError(f"the whitening statistics of {path} are not finalised: run `stemforge train whitening`")
+    if unet_from is not None:
+        src_path = Path(unet_from)
+        if not (src_path / ckpt.UNET_FILE).is_file() or not (src_path / ckpt.CONFIG_FILE).is_file():
+            raise CheckpointNotFound(f"--init-unet-from {src_path}: not a model checkpoint (no {ckpt.UNET_FILE})",
+                                     path=str(src_path))
+        src_model = StemforgeModel.from_pretrained(src_path)
+        if src_model.config.whitened_dim != model.config.whitened_dim:
+            raise ModelError(f"--init-unet-from {src_path}: whitened_dim {src_model.config.whitened_dim} "
+                             f"!= {model.config.whitened_dim} of {path}")
+        init_unet_from(model.unet, src_model.unet, str(src_path))
     model._hash = None  # weights changed after construction
     return model
 
@@ -506,7 +521,8 @@ def train_diffusion(opts: DiffusionTrainOptions) -> tuple[dict[str, float], str 
     set_threads(opts.threads)
     handler = setup_run_logging(opts.out)
     try:
-        model = load_base_model(opts.ae, opts.config, seed=opts.seed, init_unet=opts.init_unet)
+        model = load_base_model(opts.ae, opts.config, seed=opts.seed, init_unet=opts.init_unet,
+                                unet_from=opts.init_unet_from)
         device = resolve_device(opts.device)
         model.to(device)
         corpus = open_corpus(opts.data, tuple(model.config.stems))

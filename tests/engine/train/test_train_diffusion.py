@@ -239,3 +239,24 @@ def test_init_unet_continues_from_a_model_checkpoint(tmp_path, text_encoder):
     src_state = src.unet.state_dict()
     assert all(torch.equal(v, src_state[k]) for k, v in cont.unet.state_dict().items())
     assert not all(torch.equal(v, src_state[k]) for k, v in fresh.unet.state_dict().items())
+
+
+def test_init_unet_from_takes_the_unet_of_one_model_and_the_autoencoder_of_another(tmp_path, text_encoder):
+    def saved(seed, name):
+        m = _model(text_encoder, seed=seed)
+        m.whitening.update(torch.randn(4, 8, 50, generator=torch.Generator().manual_seed(seed)))
+        m.whitening.finalize(8)
+        m.save_pretrained(tmp_path / name)
+        return m
+    unet_src, ae_src = saved(0, "old"), saved(3, "new_ae")
+    model = load_base_model(tmp_path / "new_ae", SMALL, seed=7, unet_from=tmp_path / "old")
+    old_unet = unet_src.unet.state_dict()
+    assert all(torch.equal(v, old_unet[k]) for k, v in model.unet.state_dict().items())
+    new_ae = ae_src.autoencoder.state_dict()
+    assert all(torch.equal(v, new_ae[k]) for k, v in model.autoencoder.state_dict().items())
+    assert torch.equal(model.whitening.state_dict()["mean"], ae_src.whitening.state_dict()["mean"])
+    assert not torch.equal(model.whitening.state_dict()["mean"], unet_src.whitening.state_dict()["mean"])
+    with pytest.raises(CheckpointNotFound):
+        load_base_model(tmp_path / "new_ae", SMALL, unet_from=tmp_path / "missing")
+    with pytest.raises(InvalidArgument):
+        DiffusionTrainOptions(init_unet=True, init_unet_from=str(tmp_path / "old")).validate()
