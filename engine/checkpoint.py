@@ -7,7 +7,10 @@ Layout (docs/architecture.md)::
     unet.safetensors          OmniUNet1d state
     whitening.safetensors     LatentWhitening buffers (JEN-1 Algorithm 1 statistics)
     text_tokens.safetensors   optional: token rows appended to the text encoder ("rows", names in metadata)
-    meta.json                 {"format": 1, "trained": bool, "training": {...}}
+    meta.json                 {"format": 1, "trained": bool, "training": {...}, optional "unet_dtype"}
+
+``meta.json`` ``"unet_dtype": "float16"|"bfloat16"``: the U-Net's floating tensors are stored in that type (half
+the bytes; ``stemforge model half``) and widened to float32 on load; the other files stay float32.
 
 Content hash: sha256 over the checkpoint files present, in sorted name order, each as ``name \\n bytes``.
 """
@@ -21,6 +24,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+import torch
 from torch import Tensor, nn
 
 from protocol.errors import CheckpointNotFound, ConfigMismatch, ModelError
@@ -46,6 +50,30 @@ def tensors_to_bytes(state: Mapping[str, Tensor], metadata: dict[str, str] | Non
 
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
     return save(tensors, metadata=metadata)
+
+
+STORAGE_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def stored_state(state: Mapping[str, Tensor], dtype: str | None) -> dict[str, Tensor]:
+    """``state`` with its floating tensors cast to the storage type ``dtype`` (None or "float32": unchanged).
+
+    Raises ModelError for an unknown type or a tensor whose values overflow it (a float16 range of 65504)."""
+    if dtype in (None, "float32"):
+        return dict(state)
+    if dtype not in STORAGE_DTYPES:
+        raise ModelError(f"unet_dtype {dtype!r}: expected one of float32, {', '.join(STORAGE_DTYPES)}")
+    target = STORAGE_DTYPES[dtype]
+    out: dict[str, Tensor] = {}
+    for name, t in state.items():
+        if t.is_floating_point():
+            cast = t.detach().to(target)
+            if not torch.isfinite(cast).all() and torch.isfinite(t).all():
+                raise ModelError(f"tensor {name!r} overflows {dtype} (max |x| = {t.abs().max().item():.4g})")
+            out[name] = cast
+        else:
+            out[name] = t
+    return out
 
 
 def content_hash(files: Mapping[str, bytes]) -> str:

@@ -277,7 +277,7 @@ class StemforgeModel:
         files = {
             ckpt.CONFIG_FILE: self.config.to_json().encode(),
             ckpt.AUTOENCODER_FILE: ckpt.tensors_to_bytes(self.autoencoder.state_dict()),
-            ckpt.UNET_FILE: ckpt.tensors_to_bytes(self.unet.state_dict()),
+            ckpt.UNET_FILE: ckpt.tensors_to_bytes(ckpt.stored_state(self.unet.state_dict(), meta.get("unet_dtype"))),
             ckpt.WHITENING_FILE: ckpt.tensors_to_bytes(self.whitening.state_dict()),
             ckpt.META_FILE: json.dumps(meta, indent=2, sort_keys=True).encode(),
         }
@@ -287,6 +287,15 @@ class StemforgeModel:
         if names:
             files[ckpt.TEXT_TOKENS_FILE] = ckpt.tensors_to_bytes({"rows": rows}, {"names": json.dumps(names)})
         return files
+
+    def store_unet_as(self, dtype: str) -> None:
+        """Store the U-Net in ``dtype`` (float16, bfloat16 or float32) from now on. The weights in memory are
+        rounded through that type too, so this model computes exactly what a reload of its checkpoint computes."""
+        with torch.no_grad():
+            rounded = ckpt.stored_state(self.unet.state_dict(), dtype)
+            self.unet.load_state_dict(rounded, strict=True)
+        self.meta = {**self.meta, "unet_dtype": dtype}
+        self._hash = None
 
     def save_pretrained(self, directory: str | Path, *, training: dict[str, Any] | None = None,
                         trained: bool | None = None) -> str:

@@ -135,8 +135,8 @@ class _GenerationParams(Message):
     steps: int | None = None  # sampling steps; None = the model's default
     sampler: str | None = None  # e.g. "ddim", "dpmpp-2m" (server.info lists them)
     cfg: float | None = None  # classifier-free guidance scale
-    bpm: float | None = None  # tempo written into the prompt; None = the session tempo
-    key: str | None = None  # e.g. "E minor", written into the prompt
+    bpm: float | None = None  # tempo written into the prompt, replacing one its text names; None = session tempo
+    key: str | None = None  # e.g. "E minor", written into the prompt, replacing one its text names
     format: OutputFormat = "pcm24"  # WAV subtype of the written takes
 
     def _check(self) -> None:

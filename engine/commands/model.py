@@ -1,4 +1,4 @@
-"""``stemforge model info [--config NAME | --model PATH]``: parameter counts per component, as JSON."""
+"""``stemforge model info``: parameter counts per component, as JSON; ``model swap-decoder``; ``model half``."""
 
 from __future__ import annotations
 
@@ -27,6 +27,16 @@ def register(sub: argparse._SubParsersAction, groups: dict[str, argparse._SubPar
     swap.add_argument("--ae", required=True, metavar="DIR", help="autoencoder run folder or export")
     swap.add_argument("--out", required=True, metavar="DIR", help="new checkpoint folder")
     swap.set_defaults(func=_swap)
+
+    half = groups["model"].add_parser(
+        "half", help="write a checkpoint whose U-Net is stored in 16-bit floats (half the size)",
+        description="Copy MODEL into OUT with the U-Net's weights stored as float16 (or bfloat16) and widened to "
+                    "float32 on load; the autoencoder and whitening stay float32. The new checkpoint has its own "
+                    "hash: evaluate it, not the original, before shipping it.")
+    half.add_argument("--model", required=True, metavar="PATH", help="checkpoint folder or hub id")
+    half.add_argument("--out", required=True, metavar="DIR", help="new checkpoint folder")
+    half.add_argument("--dtype", default="float16", choices=["float16", "bfloat16", "float32"])
+    half.set_defaults(func=_half)
 
 
 def model_info(config: str | None = None, model: str | None = None) -> dict[str, Any]:
@@ -71,6 +81,24 @@ def _swap(args: argparse.Namespace) -> int:
     training["decoder"] = summary
     digest = model.save_pretrained(args.out, training=training)
     print(json.dumps({"out": args.out, "hash": digest, "decoder": summary}, indent=2))
+    return 0
+
+
+def _half(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from engine.model import StemforgeModel
+
+    model = StemforgeModel.from_pretrained(args.model)
+    from engine import checkpoint as ckpt
+
+    src = ckpt.resolve_checkpoint(args.model)
+    before = sum((src / n).stat().st_size for n in ckpt.CHECKPOINT_FILES if (src / n).is_file())
+    model.store_unet_as(args.dtype)
+    digest = model.save_pretrained(args.out)
+    after = sum((Path(args.out) / n).stat().st_size for n in ckpt.CHECKPOINT_FILES if (Path(args.out) / n).is_file())
+    print(json.dumps({"out": args.out, "hash": digest, "unet_dtype": args.dtype, "bytes_before": before,
+                      "bytes_after": after}, indent=2))
     return 0
 
 

@@ -15,22 +15,20 @@ gets the learned "unknown" embedding (the caption-dropout branch of classifier-f
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
 from engine.data.studio.theory import pitch_class
-from engine.text.prompt import normalize_key
+from engine.text.prompt import BPM_IN_TEXT, KEY_IN_TEXT, normalize_key
 
 NUM_KEYS = 24  # 12 tonics x {major, minor}
 UNKNOWN_KEY = -1
 BPM_MIN, BPM_MAX = 20.0, 400.0
 
-_BPM_RE = re.compile(r"(?<![\w.])(\d{2,3}(?:\.\d+)?)\s*-?\s*bpm\b", re.IGNORECASE)
-# a key inside free text; the match itself is then read by normalize_key (same accidental and mode words)
-_KEY_RE = re.compile(r"(?<![\w#])[A-G]\s*(?:#|b|♯|♭|sharp|flat)?\s*(?:major|minor|maj|min)\b")
+# a key match is then read by normalize_key (same accidental and mode words)
+_BPM_RE, _KEY_RE = BPM_IN_TEXT, KEY_IN_TEXT
 
 
 def parse_bpm(text: str) -> float | None:

@@ -5,6 +5,12 @@
     task_prefix([...], [...], "continue")           -> "[continuation]"
     build_prompt("funk", bpm=100, key="Em", task_prefix="[bass generation]")
                                                      -> "[bass generation] funk, 100 bpm, E minor"
+    build_prompt("funk at 90 bpm in A minor", bpm=120, key="Em")
+                                                     -> "funk at 120 bpm in E minor"
+
+An explicit ``bpm`` / ``key`` (the DAW session's tempo, the request's key) wins over one the prompt text names: it
+takes that mention's place, so the caption, the tempo/key attributes read off it and the beat clock all follow the
+session's grid rather than a number typed into the prompt.
 """
 
 from __future__ import annotations
@@ -22,6 +28,11 @@ _TASK_WORD = {"generate": "generation", "inpaint": "inpainting"}
 _KEY_RE = re.compile(
     r"^\s*([A-Ga-g])\s*(#|b|♯|♭|sharp|flat)?\s*(major|minor|maj|min|m|M|dur|moll)?\s*$"
 )
+
+
+# a tempo / a key inside free text (engine.text.attributes reads the same matches)
+BPM_IN_TEXT = re.compile(r"(?<![\w.])(\d{2,3}(?:\.\d+)?)\s*-?\s*bpm\b", re.IGNORECASE)
+KEY_IN_TEXT = re.compile(r"(?<![\w#])[A-G]\s*(?:#|b|♯|♭|sharp|flat)?\s*(?:major|minor|maj|min)\b")
 
 
 def normalize_key(key: str) -> str:
@@ -71,12 +82,20 @@ def task_prefix(generate_stems: Sequence[str], given_stems: Sequence[str] = (), 
 
 def build_prompt(prompt: str | None, bpm: float | None = None, key: str | None = None,
                  task_prefix: str | None = None) -> str:
-    """Caption text for the text encoder: ``"<prefix> <prompt>, <bpm> bpm, <key>"`` (parts present only)."""
-    parts = [p for p in [(prompt or "").strip().strip(",").strip()] if p]
+    """Caption text for the text encoder: ``"<prefix> <prompt>, <bpm> bpm, <key>"`` (parts present only); a
+    tempo or key the prompt already names is replaced in place by the explicit one instead."""
+    text = (prompt or "").strip().strip(",").strip()
+    tail = []
     if bpm is not None:
-        parts.append(format_bpm(bpm))
+        word = format_bpm(bpm)
+        text, named = BPM_IN_TEXT.subn(word, text)
+        if not named:
+            tail.append(word)
     if key is not None and str(key).strip():
-        parts.append(normalize_key(key))
-    body = ", ".join(parts)
+        word = normalize_key(key)
+        text, named = KEY_IN_TEXT.subn(word, text)
+        if not named:
+            tail.append(word)
+    body = ", ".join(p for p in [text, *tail] if p)
     prefix = (task_prefix or "").strip()
     return f"{prefix} {body}".strip() if prefix else body

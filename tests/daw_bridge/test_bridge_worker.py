@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from daw_bridge.worker import EngineWorker
+from engine.model import DEFAULT_WEIGHTS
 from protocol.errors import JobCancelled, UnknownStem
 
 
@@ -25,7 +26,7 @@ def test_worker_run_progress_errors_cancel() -> None:
         info = await w.start()
         try:
             assert info["stems"] == ["bass", "drums", "instrument", "melody"]
-            assert len(info["hash"]) == 64 and info["trained"] is False
+            assert len(info["hash"]) == 64 and info["trained"] is (DEFAULT_WEIGHTS / "config.json").is_file()
 
             # 1. a real job: exact lengths, progress up to the last step
             progress: list[tuple[int, int, str]] = []

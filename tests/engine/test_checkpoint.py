@@ -12,7 +12,7 @@ import torch
 import engine.model as model_mod
 from engine import checkpoint as ckpt
 from engine.model import StemforgeModel
-from protocol.errors import CheckpointNotFound, ConfigMismatch, InvalidAudio
+from protocol.errors import CheckpointNotFound, ConfigMismatch, InvalidAudio, ModelError
 
 
 @pytest.fixture(scope="module")
@@ -204,3 +204,40 @@ def test_token_rows_are_applied_when_the_text_encoder_loads(tiny_model) -> None:
     assert got_names == names and torch.equal(got_rows, rows)
     assert model.hash == StemforgeModel(tiny_model.config, tiny_model.autoencoder, tiny_model.whitening,
                                         tiny_model.unet, text_tokens=(names, rows)).hash
+
+
+def test_half_stored_unet_halves_the_file_and_reloads_as_the_model_in_memory(saved, tmp_path) -> None:
+    directory, digest = saved
+    model = StemforgeModel.from_pretrained(directory)
+    x = torch.randn(1, model.config.unet_in_channels, 11, generator=torch.Generator().manual_seed(0))
+    text, mask = torch.randn(1, 3, 384), torch.ones(1, 3, dtype=torch.bool)
+    with torch.no_grad():
+        full = model.unet(x, 10.0, text, mask)
+    model.store_unet_as("float16")
+    half_digest = model.save_pretrained(tmp_path / "half")
+    assert half_digest != digest
+    assert json.loads((tmp_path / "half" / ckpt.META_FILE).read_text())["unet_dtype"] == "float16"
+    size = lambda d, n: (d / n).stat().st_size  # noqa: E731
+    assert size(tmp_path / "half", ckpt.UNET_FILE) < 0.52 * size(directory, ckpt.UNET_FILE)
+    assert size(tmp_path / "half", ckpt.AUTOENCODER_FILE) == size(directory, ckpt.AUTOENCODER_FILE)
+    loaded = StemforgeModel.from_pretrained(tmp_path / "half")
+    assert loaded.hash == half_digest and loaded.refresh_hash() == half_digest  # a re-save writes the same bytes
+    for k, v in loaded.unet.state_dict().items():
+        assert v.dtype == model.unet.state_dict()[k].dtype and torch.equal(v, model.unet.state_dict()[k]), k
+    assert all(v.dtype == torch.float32 for v in loaded.unet.state_dict().values() if v.is_floating_point())
+    with torch.no_grad():
+        got = loaded.unet(x, 10.0, text, mask)
+    assert torch.equal(got, model.unet(x, 10.0, text, mask))
+    rel = (got - full).norm() / full.norm()
+    assert 0 < rel < 1e-2, rel  # rounded weights: close to, but not bit-equal with, the float32 model
+
+
+def test_stored_state_refuses_overflow_and_unknown_types() -> None:
+    with pytest.raises(ModelError, match="overflows float16"):
+        ckpt.stored_state({"w": torch.tensor([1e6])}, "float16")
+    with pytest.raises(ModelError, match="unet_dtype"):
+        ckpt.stored_state({"w": torch.ones(2)}, "int8")
+    state = {"w": torch.tensor([1e6]), "n": torch.tensor([3])}
+    out = ckpt.stored_state(state, "bfloat16")
+    assert out["w"].dtype == torch.bfloat16 and out["n"].dtype == torch.int64
+    assert ckpt.stored_state(state, None)["w"].dtype == torch.float32

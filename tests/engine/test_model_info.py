@@ -95,3 +95,16 @@ def test_swap_decoder_keeps_encoder_unet_and_whitening(tiny_model, tmp_path, cap
     assert main(["model", "swap-decoder", "--model", str(tmp_path / "base"), "--ae", str(tmp_path / "ae"),
                  "--out", str(tmp_path / "refused")]) == 1
     assert "config_mismatch" in capsys.readouterr().err and not (tmp_path / "refused").exists()
+
+
+def test_cli_model_half_writes_a_smaller_checkpoint_with_its_own_hash(tiny_model, tmp_path, capsys) -> None:
+    digest = tiny_model.save_pretrained(tmp_path / "full")
+    assert main(["model", "half", "--model", str(tmp_path / "full"), "--out", str(tmp_path / "half")]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["unet_dtype"] == "float16" and out["hash"] != digest
+    unet_bytes = 4 * sum(v.numel() for v in tiny_model.unet.state_dict().values())
+    assert out["bytes_before"] - out["bytes_after"] == pytest.approx(unet_bytes / 2, rel=0.01)
+    assert main(["model", "info", "--model", str(tmp_path / "half")]) == 0
+    assert json.loads(capsys.readouterr().out)["hash"] == out["hash"]
+    assert main(["model", "half", "--model", str(tmp_path / "nope"), "--out", str(tmp_path / "x")]) == 1
+    assert "checkpoint_not_found" in capsys.readouterr().err and not (tmp_path / "x").exists()

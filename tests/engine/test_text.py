@@ -45,6 +45,17 @@ def test_build_prompt_folds_tempo_and_key() -> None:
     assert build_prompt("  jazz  ") == "jazz"
 
 
+def test_session_tempo_and_key_win_over_the_ones_the_prompt_names() -> None:
+    from engine.text.attributes import prompt_attributes
+
+    text = build_prompt("funk at 90 BPM in A minor", bpm=120, key="Em", task_prefix="[drums generation]")
+    assert text == "[drums generation] funk at 120 bpm in E minor"
+    assert prompt_attributes(text) == (120.0, 4 + 12)  # what the U-Net's attribute embedding and beat clock read
+    assert build_prompt("house 124 bpm, 124bpm feel", bpm=126) == "house 126 bpm, 126 bpm feel"
+    assert build_prompt("funk at 90 bpm in A minor", key="C major") == "funk at 90 bpm in C major"
+    assert build_prompt("funk at 90 bpm in A minor") == "funk at 90 bpm in A minor"  # nothing explicit: untouched
+
+
 @pytest.mark.parametrize("key,expected", [("Em", "E minor"), ("e min", "E minor"), ("F#m", "F# minor"),
                                           ("Bb", "Bb major"), ("C major", "C major"), ("Ab minor", "Ab minor"),
                                           ("G", "G major"), ("D sharp minor", "D# minor")])
