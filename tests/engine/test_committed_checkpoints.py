@@ -1,0 +1,34 @@
+"""The trained checkpoints the model card reports on: the files hash to the figures' model hash and fit the package."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from engine import checkpoint as ckpt
+from engine.model import StemforgeModel
+
+REPO = Path(__file__).resolve().parents[2]
+LATEST = REPO / "checkpoints" / "stemforge-tiny-tonal-s5400"
+PACKAGE_LIMIT = 60_000_000  # issue 4: the embedded default ships in at most 60 MB
+
+
+def test_latest_checkpoint_is_the_one_evaluated_and_fits_the_package() -> None:
+    report = json.loads((REPO / "docs" / "eval" / "tiny-tonal-s5400.json").read_text())
+    assert ckpt.directory_hash(LATEST) == report["model_hash"] and report["n"] == 64
+    assert sum((LATEST / n).stat().st_size for n in ckpt.CHECKPOINT_FILES if (LATEST / n).is_file()) < PACKAGE_LIMIT
+    state, _ = ckpt.read_tensors(LATEST / ckpt.UNET_FILE)
+    assert {v.dtype for v in state.values() if v.is_floating_point()} == {torch.float16}
+    assert json.loads((LATEST / ckpt.META_FILE).read_text())["unet_dtype"] == "float16"
+    assert StemforgeModel.from_pretrained(LATEST).refresh_hash() == report["model_hash"]  # a re-save: same bytes
+
+
+@pytest.mark.parametrize("name", ["stemforge-tiny-tonal-s5400", "stemforge-tiny-clock-s4600"])
+def test_trained_checkpoints_load_as_trained_float32_models(name) -> None:
+    model = StemforgeModel.from_pretrained(REPO / "checkpoints" / name)
+    assert model.trained and model.config.name == "tiny" and model.whitening.is_finalized
+    assert model.hash == ckpt.directory_hash(REPO / "checkpoints" / name)
+    assert all(p.dtype == torch.float32 for p in model.unet.parameters())
