@@ -68,7 +68,7 @@ def stored_state(state: Mapping[str, Tensor], dtype: str | None) -> dict[str, Te
     for name, t in state.items():
         if t.is_floating_point():
             cast = t.detach().to(target)
-            if not torch.isfinite(cast).all() and torch.isfinite(t).all():
+            if (torch.isfinite(t) & ~torch.isfinite(cast)).any():
                 raise ModelError(f"tensor {name!r} overflows {dtype} (max |x| = {t.abs().max().item():.4g})")
             out[name] = cast
         else:

@@ -87,18 +87,18 @@ def _swap(args: argparse.Namespace) -> int:
 def _half(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from engine import checkpoint as ckpt
     from engine.model import StemforgeModel
 
-    model = StemforgeModel.from_pretrained(args.model)
-    from engine import checkpoint as ckpt
+    def size(folder: Path) -> int:
+        return sum((folder / n).stat().st_size for n in ckpt.CHECKPOINT_FILES if (folder / n).is_file())
 
     src = ckpt.resolve_checkpoint(args.model)
-    before = sum((src / n).stat().st_size for n in ckpt.CHECKPOINT_FILES if (src / n).is_file())
+    model = StemforgeModel.from_pretrained(src)
     model.store_unet_as(args.dtype)
     digest = model.save_pretrained(args.out)
-    after = sum((Path(args.out) / n).stat().st_size for n in ckpt.CHECKPOINT_FILES if (Path(args.out) / n).is_file())
-    print(json.dumps({"out": args.out, "hash": digest, "unet_dtype": args.dtype, "bytes_before": before,
-                      "bytes_after": after}, indent=2))
+    print(json.dumps({"out": args.out, "hash": digest, "unet_dtype": args.dtype, "bytes_before": size(src),
+                      "bytes_after": size(Path(args.out))}, indent=2))
     return 0
 
 

@@ -27,13 +27,11 @@ NUM_KEYS = 24  # 12 tonics x {major, minor}
 UNKNOWN_KEY = -1
 BPM_MIN, BPM_MAX = 20.0, 400.0
 
-# a key match is then read by normalize_key (same accidental and mode words)
-_BPM_RE, _KEY_RE = BPM_IN_TEXT, KEY_IN_TEXT
 
 
 def parse_bpm(text: str) -> float | None:
     """The first ``<number> bpm`` in ``text`` (20..400), or None."""
-    for m in _BPM_RE.finditer(text or ""):
+    for m in BPM_IN_TEXT.finditer(text or ""):
         bpm = float(m.group(1))
         if BPM_MIN <= bpm <= BPM_MAX:
             return bpm
@@ -43,7 +41,7 @@ def parse_bpm(text: str) -> float | None:
 def parse_key(text: str) -> int | None:
     """The first ``<tonic>[accidental] major|minor`` in ``text`` as a class in 0..23 (pitch class + 12 * minor);
     spelled as :func:`engine.text.prompt.normalize_key` reads it, pitch classes from the studio's theory."""
-    m = _KEY_RE.search(text or "")
+    m = KEY_IN_TEXT.search(text or "")
     if not m:
         return None
     tonic, mode = normalize_key(m.group(0)).split()

@@ -479,10 +479,7 @@ def load_base_model(ae: str | Path, config: str | ModelConfig = "tiny", seed: in
         raise ModelError(f"the whitening statistics of {path} are not finalised: run `stemforge train whitening`")
     if unet_from is not None:
         src_path = Path(unet_from)
-        if not (src_path / ckpt.UNET_FILE).is_file() or not (src_path / ckpt.CONFIG_FILE).is_file():
-            raise CheckpointNotFound(f"--init-unet-from {src_path}: not a model checkpoint (no {ckpt.UNET_FILE})",
-                                     path=str(src_path))
-        src_model = StemforgeModel.from_pretrained(src_path)
+        src_model = StemforgeModel.from_pretrained(src_path)  # CheckpointNotFound / ConfigMismatch name the folder
         if src_model.config.whitened_dim != model.config.whitened_dim:
             raise ModelError(f"--init-unet-from {src_path}: whitened_dim {src_model.config.whitened_dim} "
                              f"!= {model.config.whitened_dim} of {path}")
