@@ -41,6 +41,10 @@ def register(sub: argparse._SubParsersAction, groups: dict[str, argparse._SubPar
     t.add_argument("--seconds", type=float, default=None, help="clip length (default: the model's segment)")
     t.add_argument("--tokens", type=int, default=None, help="identifier tokens per concept (pivotal 3, TI 10)")
     t.add_argument("--percent", type=float, default=5.0, help="pivotal share of self-attention W_V (default 5)")
+    t.add_argument("--unet-lr", type=float, default=None, help="pivotal: learning rate of the tuned U-Net entries "
+                   "(default 1e-4; DreamStyler's 1e-5 is for 1,500 steps of batch 32)")
+    t.add_argument("--token-lr", type=float, default=None, help="pivotal: learning rate of the identifier tokens "
+                   "(default 1e-3; DreamStyler's 1e-4 is for 1,500 steps of batch 32)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--model", default=None, help="checkpoint dir, hub id or config name (default: embedded)")
     t.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
@@ -75,6 +79,7 @@ def _library(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 def _train(args: argparse.Namespace) -> int:
     import sys
 
+    from engine.concepts.evaluate_cli import learning_rates
     from engine.concepts.train import train_concepts
     from engine.concepts.trainer import ConceptOptions
     from engine.model import StemforgeModel
@@ -89,7 +94,8 @@ def _train(args: argparse.Namespace) -> int:
     library.check_new(args.name)  # before loading anything
     opts = ConceptOptions(method=args.method, steps=args.steps, mask_steps=args.mask_steps, batch=args.batch,
                           seconds=args.seconds, num_tokens=args.tokens, pivotal_percent=args.percent,
-                          stem=args.stem, description=args.description, seed=args.seed)
+                          stem=args.stem, description=args.description, seed=args.seed,
+                          **learning_rates(args))
     device = resolve_device(args.device)
     model = StemforgeModel.load(args.model)
     if device.type != "cpu":

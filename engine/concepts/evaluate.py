@@ -42,9 +42,10 @@ import numpy as np
 
 from engine.audio import load_audio
 from engine.eval import key as keyest
-from engine.eval import tempo
+from engine.eval.runner import key_hits
+from engine.eval.runner import tempo_hit
 from engine.eval.stem_classifier import stem_features
-from protocol.errors import InvalidArgument, InvalidAudio
+from protocol.errors import InvalidArgument
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,8 @@ class ConceptEvalOptions:
     steps: int | None = None
     mask_steps: int | None = None
     batch: int = 4
+    unet_lr: float | None = None  # None: ConceptOptions' paper defaults
+    token_lr: float | None = None
     train_seconds: float | None = None
     reference_items: int = 12
     heldout_items: int = 6
@@ -109,20 +112,6 @@ def mean_cosine(a: list[np.ndarray], b: list[np.ndarray]) -> float:
     A = np.stack(a) / (np.linalg.norm(np.stack(a), axis=1, keepdims=True) + 1e-12)
     B = np.stack(b) / (np.linalg.norm(np.stack(b), axis=1, keepdims=True) + 1e-12)
     return float((A @ B.T).mean())
-
-
-def _tempo_hit(drums: np.ndarray, bpm: float) -> float:
-    try:
-        return float(tempo.tempo_matches(tempo.estimate_tempo(drums), bpm))
-    except InvalidAudio:
-        return 0.0
-
-
-def _key_hit(tonal: list[np.ndarray], ref: tuple[int, str]) -> float:
-    try:
-        return float(keyest.estimate_key(tonal) == ref)
-    except InvalidAudio:
-        return 0.0
 
 
 # ---- data -----------------------------------------------------------------------------------------------
@@ -179,12 +168,12 @@ def generate_clips(model: Any, prompts: list[dict[str, Any]], opts: ConceptEvalO
 def score(clips: list[dict[str, np.ndarray]], prompts: list[dict[str, Any]], embed: Embedding,
           own: list[np.ndarray], others: list[np.ndarray]) -> dict[str, float]:
     gen = [embed(c["melody"]) for c in clips]
-    tempo_hits = [_tempo_hit(c["drums"], p["bpm"]) for c, p in zip(clips, prompts)]
-    key_hits = [_key_hit([c["bass"], c["instrument"], c["melody"]], keyest.parse_key(p["key"]))
-                for c, p in zip(clips, prompts)]
+    tempo_hits = [tempo_hit(c["drums"], p["bpm"]) for c, p in zip(clips, prompts)]
+    key_right = [key_hits([c["bass"], c["instrument"], c["melody"]], keyest.parse_key(p["key"]))[0]
+                 for c, p in zip(clips, prompts)]
     return {"audio_alignment": mean_cosine(gen, own),
             "audio_alignment_other": mean_cosine(gen, others) if others else float("nan"),
-            "tempo_adherence": float(np.mean(tempo_hits)), "key_adherence": float(np.mean(key_hits))}
+            "tempo_adherence": float(np.mean(tempo_hits)), "key_adherence": float(np.mean(key_right))}
 
 
 def _prompts(items: list[dict[str, Any]], n: int, concept_text: str | None) -> list[dict[str, Any]]:
@@ -240,8 +229,9 @@ def run_concept_eval(opts: ConceptEvalOptions, model: Any = None) -> dict[str, A
     rows.append(_row("base model (no concept)", base, 0, 0.0))
 
     def train(method: str, specs: list[tuple[str, list[str]]]) -> tuple[Any, float]:
+        rates = {k: v for k, v in (("unet_lr", opts.unet_lr), ("token_lr", opts.token_lr)) if v is not None}
         copts = ConceptOptions(method=method, steps=opts.steps, mask_steps=opts.mask_steps, batch=opts.batch,
-                               seconds=opts.train_seconds, min_seconds=opts.min_seconds, seed=opts.seed)
+                               seconds=opts.train_seconds, min_seconds=opts.min_seconds, seed=opts.seed, **rates)
         t0 = time.monotonic()
         concept = train_concepts(model, specs, copts)
         return concept, (time.monotonic() - t0) / 60.0

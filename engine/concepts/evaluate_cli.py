@@ -15,6 +15,10 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=None, help="concept training steps (default 300)")
     p.add_argument("--mask-steps", type=int, default=None, help="pivotal mask steps (default steps/4)")
     p.add_argument("--batch", type=int, default=4, help="concept training batch (default 4)")
+    p.add_argument("--unet-lr", type=float, default=None, help="learning rate of the tuned U-Net parameters of "
+                   "pivotal, cross-kv and unet-all (default 1e-4; DreamStyler's 1e-5 is for 1,500 steps of batch 32)")
+    p.add_argument("--token-lr", type=float, default=None, help="learning rate of the identifier tokens of pivotal "
+                   "and cross-kv (default 1e-3; DreamStyler's 1e-4 is for 1,500 steps of batch 32)")
     p.add_argument("--train-seconds", type=float, default=None, help="training clip length (default: segment)")
     p.add_argument("--reference-items", type=int, default=12,
                    help="studio items rendered per program as reference audio (default 12 x 10 s = 2 min)")
@@ -52,7 +56,7 @@ def run_eval_command(args: argparse.Namespace) -> int:
         reference_items=args.reference_items, heldout_items=args.heldout_items, item_seconds=args.item_seconds,
         seconds=args.seconds, sample_steps=args.sample_steps, cfg=args.cfg, min_seconds=args.min_seconds,
         background=args.background, work_dir=args.work_dir, joint=not args.no_joint, model=args.model,
-        seed=args.seed, device=args.device)
+        seed=args.seed, device=args.device, **learning_rates(args))
     result = run_concept_eval(opts)
     print(format_table(result))
     if args.json:
@@ -61,6 +65,20 @@ def run_eval_command(args: argparse.Namespace) -> int:
         path.write_text(json.dumps(_finite(result), indent=2, allow_nan=False) + "\n")
         print(f"wrote {path}")
     return 0
+
+
+def learning_rates(args: argparse.Namespace) -> dict[str, float]:
+    """``{"unet_lr": ..., "token_lr": ...}`` for the flags given (absent: the options' paper defaults)."""
+    from protocol.errors import InvalidArgument
+
+    out = {}
+    for key in ("unet_lr", "token_lr"):
+        value = getattr(args, key, None)
+        if value is not None:
+            if not 0.0 < value < 1.0:
+                raise InvalidArgument(f"--{key.replace('_', '-')} must be in (0, 1), got {value}")
+            out[key] = float(value)
+    return out
 
 
 def _finite(value: object) -> object:

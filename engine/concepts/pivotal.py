@@ -8,7 +8,9 @@
    concept (each on its own data and tokens) and the selections merged by union (Algorithm 1, lines 1-6).
 3. **Tuning** (eq. 9): the pivotal ``W_V`` entries (as a scattered parameter vector, so nothing else in ``W_V`` can
    move), every cross-attention ``W_K`` and ``W_V``, and the identifier tokens train jointly on the merged data:
-   AdamW, lr 1e-5 for the U-Net and 1e-4 for the tokens, betas 0.9 / 0.95, decoupled weight decay 0.1, clipping 1.0.
+   AdamW, betas 0.9 / 0.95, decoupled weight decay 0.1, clipping 1.0; lr 1e-4 for the U-Net and 1e-3 for the
+   tokens by default, ten times the paper's 1e-5 / 1e-4, which are for 1,500 steps of batch 32 (see
+   :class:`~engine.concepts.trainer.ConceptOptions`; ``--unet-lr 1e-5 --token-lr 1e-4`` gives the paper's).
 
 Baselines of DreamStyler Table 1 share the code: ``cross-kv`` (Custom Diffusion: cross-attention K/V + tokens) and
 ``unet-all`` (all U-Net parameters, tokens fixed at their random init, as DreamBooth's rare identifier). The

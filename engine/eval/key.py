@@ -64,6 +64,11 @@ def parse_key(key: str, mode: str | None = None) -> tuple[int, str]:
     return PITCH_CLASSES.index(name), found or "major"
 
 
+def relative_major(pc: int, mode: str) -> int:
+    """Tonic pitch class of the major key sharing the diatonic collection of ``(pc, mode)`` (A minor -> 0, C)."""
+    return (pc + 3) % 12 if mode == "minor" else pc % 12
+
+
 def key_name(pc: int, mode: str) -> str:
     return f"{PITCH_CLASSES[pc % 12]} {mode}"
 

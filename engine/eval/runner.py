@@ -4,6 +4,8 @@ For each of the first ``n`` held-out items (audio cropped to ``seconds``), throu
 
 1. joint generation of all stems from the item's caption -> **tempo adherence** (drum stem's tempo within 4% of the
    prompt's, :mod:`engine.eval.tempo`), **key adherence** (bass + instrument + melody, :mod:`engine.eval.key`),
+   **key_scale_adherence** (a diagnostic: the estimated key's diatonic collection is the prompt's, i.e. the right
+   notes with the tonic or mode possibly wrong: C major, A minor and their relatives count alike),
    **stem-role accuracy** (share of the k generated stems the classifier of :mod:`engine.eval.stem_classifier`,
    fitted on the train split, assigns to their role);
 2. bass generated with the real drums given -> **onset alignment**: median over all bass onsets of the distance (ms)
@@ -48,7 +50,7 @@ log = logging.getLogger(__name__)
 
 METRIC_KEYS = ("tempo_adherence", "key_adherence", "stem_role_accuracy", "onset_alignment_ms",
                "inpaint_outside_db", "inpaint_seam_ratio", "ae_lsd_db", "ae_stft_distance", "ae_si_sdr_db",
-               "ae_tempo_adherence", "ae_key_adherence")
+               "ae_tempo_adherence", "ae_key_adherence", "key_scale_adherence")
 BOUNDS = ("model", "upper_bound", "lower_bound")
 INPAINT_REGION = (0.375, 0.625)  # fraction of the item: the middle quarter
 SEAM_REFERENCE_POINTS = 4
@@ -106,6 +108,7 @@ class _Acc:
                 "ae_si_sdr_db": _mean(d.get("sisdr")),
                 "ae_tempo_adherence": _mean(d.get("ae_tempo")),
                 "ae_key_adherence": _mean(d.get("ae_key")),
+                "key_scale_adherence": _mean(d.get("key_scale")),
             }
             out[b] = {k: round(v, 6) if math.isfinite(v) else None for k, v in res.items()}
         return out
@@ -116,18 +119,20 @@ def _mean(values: list[float] | None) -> float:
 
 
 # ---- estimators that never raise on bad generated audio -----------------------------------------------
-def _tempo_hit(drums: np.ndarray, bpm: float) -> float:
+def tempo_hit(drums: np.ndarray, bpm: float) -> float:
     try:
         return float(tempo.tempo_matches(tempo.estimate_tempo(drums), bpm))
     except InvalidAudio:  # silence: no onsets
         return 0.0
 
 
-def _key_hit(tonal: list[np.ndarray], ref: tuple[int, str]) -> float:
+def key_hits(tonal: list[np.ndarray], ref: tuple[int, str]) -> tuple[float, float]:
+    """(key and mode right, diatonic collection right) of the estimated key; (0, 0) without pitched content."""
     try:
-        return float(keyest.estimate_key(tonal) == ref)
+        est = keyest.estimate_key(tonal)
     except InvalidAudio:  # no pitched content
-        return 0.0
+        return 0.0, 0.0
+    return float(est == ref), float(keyest.relative_major(*est) == keyest.relative_major(*ref))
 
 
 def _onset_distances(bass: np.ndarray, drums: np.ndarray, bpm: float) -> list[float]:
@@ -220,13 +225,14 @@ def run_eval(opts: EvalOptions, model: Any = None) -> dict[str, Any]:
 
         # 1. joint generation: tempo, key, roles
         gen = run_pipeline(model, GenerationRequest(task="generate", stems=list(stems), num_samples=n, **base)).stems
-        def tempo_key(src: dict[str, np.ndarray]) -> tuple[float, float]:
-            return _tempo_hit(src["drums"], bpm), _key_hit([src[s] for s in tonal_names], ref_key)
+        def tempo_key(src: dict[str, np.ndarray]) -> tuple[float, float, float]:
+            return (tempo_hit(src["drums"], bpm), *key_hits([src[s] for s in tonal_names], ref_key))
 
         real_hits = {"upper_bound": tempo_key(gt), "lower_bound": tempo_key(shuffled)}  # reused in step 4
         for bound, hits in (("model", tempo_key(gen)), *real_hits.items()):
             acc.add(bound, "tempo", hits[0])
             acc.add(bound, "key", hits[1])
+            acc.add(bound, "key_scale", hits[2])
         for bound, src in (("model", gen), ("upper_bound", gt), ("lower_bound", noise)):
             pred = clf.predict([src[s] for s in stems])
             acc.add(bound, "role", *[float(p == s) for p, s in zip(pred, stems)])

@@ -58,3 +58,21 @@ def test_concept_cli_train_list_generate_delete(cli_env, concept_model, capsys) 
     assert main(["concept", "delete", "cli"]) == 0
     assert main(["concept", "delete", "cli"]) == 1
     assert list(cli_env["dir"].iterdir()) == []
+
+
+def test_concept_cli_learning_rates_reach_the_training(cli_env, capsys) -> None:
+    from engine.concepts.store import ConceptLibrary
+
+    fast = ["--steps", "1", "--mask-steps", "1", "--batch", "1", "--seconds", "0.5", "--model", "tiny"]
+    assert main(["concept", "train", "--name", "fast", "--audio", str(cli_env["ref"]), *fast,
+                 "--unet-lr", "3e-5", "--token-lr", "2e-3"]) == 0
+    options = ConceptLibrary(cli_env["dir"]).load("fast").meta["options"]
+    assert options["unet_lr"] == 3e-5 and options["token_lr"] == 2e-3
+    assert main(["concept", "train", "--name", "default", "--audio", str(cli_env["ref"]), *fast]) == 0
+    options = ConceptLibrary(cli_env["dir"]).load("default").meta["options"]
+    assert options["unet_lr"] == 1e-4 and options["token_lr"] == 1e-3  # 10 x DreamStyler's (docs/concepts.md)
+    capsys.readouterr()
+    assert main(["concept", "train", "--name", "bad", "--audio", str(cli_env["ref"]), *fast, "--unet-lr", "0"]) == 1
+    err = capsys.readouterr().err
+    assert "[invalid_argument]" in err and "--unet-lr" in err
+    assert not (cli_env["dir"] / "bad.concept.safetensors").exists()

@@ -41,3 +41,18 @@ def test_parse_key_names():
 def test_silence_has_no_key():
     with pytest.raises(InvalidAudio):
         estimate_key([np.zeros(48000)])
+
+
+def test_relative_keys_share_a_diatonic_collection():
+    from engine.eval.key import relative_major
+    from engine.eval.runner import key_hits
+
+    assert relative_major(9, "minor") == relative_major(0, "major") == 0  # A minor / C major
+    assert relative_major(4, "minor") == 7 and relative_major(7, "major") == 7  # E minor / G major
+    assert relative_major(0, "minor") == 3 != relative_major(0, "major")  # parallel keys differ
+    stems = list(tonal_stems(9, "minor", seed=3))
+    assert estimate_key(stems) == (9, "minor")
+    assert key_hits(stems, (9, "minor")) == (1.0, 1.0)
+    assert key_hits(stems, (0, "major")) == (0.0, 1.0)  # the relative major: right notes, wrong tonic
+    assert key_hits(stems, (9, "major")) == (0.0, 0.0)
+    assert key_hits([np.zeros(48000)], (0, "major")) == (0.0, 0.0)  # no pitched content: a miss, no raise

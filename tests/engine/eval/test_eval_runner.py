@@ -34,8 +34,9 @@ def test_eval_json_keys_exact(studio, tiny_model, tmp_path):
         for k, v in result[bound].items():
             assert isinstance(v, float) and math.isfinite(v), (bound, k, v)
         for frac in ("tempo_adherence", "key_adherence", "stem_role_accuracy", "ae_tempo_adherence",
-                     "ae_key_adherence"):
+                     "ae_key_adherence", "key_scale_adherence"):
             assert 0.0 <= result[bound][frac] <= 1.0
+        assert result[bound]["key_scale_adherence"] >= result[bound]["key_adherence"]  # right key: right notes
     up, low, model = result["upper_bound"], result["lower_bound"], result["model"]
     assert up["ae_lsd_db"] == 0.0 and up["ae_stft_distance"] == 0.0 and up["ae_si_sdr_db"] == 100.0
     # the "reconstruction" of the upper bound is the real audio: the same tempo and key hits as step 1's real stems
