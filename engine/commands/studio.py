@@ -23,6 +23,9 @@ def register(sub: argparse._SubParsersAction, groups: dict[str, argparse._SubPar
     p.add_argument("--genre", default=None, help="render only this genre (default: sample per item)")
     p.add_argument("--with-program", default=None, metavar="NAME",
                    help="put this held-out GM program on the melody stem (see `stemforge studio programs`)")
+    p.add_argument("--keys", type=int, default=1, metavar="K",
+                   help="render each arrangement in K keys of its mode, tonics spread evenly (consecutive items; "
+                        "the same music in K keys teaches key conditioning); default 1")
     p.add_argument("--renderer", choices=("auto", "fluidsynth", "numpy"), default="auto",
                    help="auto: FluidSynth when installed, else the numpy synthesiser")
     p.add_argument("--soundfont", default=None, help="GM soundfont (default: FluidR3_GM.sf2)")
@@ -52,7 +55,7 @@ def _render(args: argparse.Namespace) -> int:
     held = program_number(args.with_program) if args.with_program else None
     settings = RenderSettings(seconds=args.seconds, renderer=args.renderer,
                               soundfont=args.soundfont or DEFAULT_SOUNDFONT, genre=args.genre,
-                              held_out_program=held)
+                              held_out_program=held, keys=args.keys)
     t0 = time.perf_counter()
     metas = render_corpus(args.out, args.n, settings, seed=args.seed, jobs=args.jobs, progress=True)
     took = time.perf_counter() - t0

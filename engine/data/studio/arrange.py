@@ -343,10 +343,13 @@ def apply_feel(notes: list[Note], swing_unit: float, swing: float, timing_beats:
 
 # ---------------------------------------------------------------------------------- song
 def arrange(seed: int, seconds: float, genre: str | None = None, held_out_program: int | None = None,
-            humanize: bool = True) -> Arrangement:
+            humanize: bool = True, transpose: int = 0) -> Arrangement:
     """Build a deterministic arrangement for ``seed`` lasting at least ``seconds``.
 
     ``held_out_program``: put this GM program (normally kept out of training) on the melody stem.
+    ``transpose``: move the key up by this many semitones (mod 12; pitched notes move by the nearer of +s and
+    s - 12) and change nothing else: the same style, tempo, progression, rhythms, velocities and instruments in
+    another key of the same mode.
     """
     rng = np.random.default_rng(seed)
     if genre is None:
@@ -390,4 +393,11 @@ def arrange(seed: int, seconds: float, genre: str | None = None, held_out_progra
                                 rng, humanize)
         limit = seconds / beat_s
         part.notes = [n for n in part.notes if n.start < limit]
+    shift = int(transpose) % 12
+    if shift:  # after every random draw, so the draws (and all timing) are those of the untransposed song
+        shift = shift - 12 if shift > 6 else shift  # the nearer direction keeps each part in its register
+        for stem, part in parts.items():
+            if stem != "drums":
+                part.notes = [Note(n.start, n.dur, n.pitch + shift, n.velocity) for n in part.notes]
+        key = Key((key.tonic + shift) % 12, mode)
     return Arrangement(genre, bpm, key, mood, bars, seconds, swing, parts, prog, cpb, held_out_program)

@@ -57,6 +57,14 @@ class RenderSettings:
     soundfont: str = DEFAULT_SOUNDFONT
     genre: str | None = None
     held_out_program: int | None = None
+    keys: int = 1  # each arrangement rendered in this many keys (tonics spread evenly), consecutive items
+
+    def arrangement_of(self, index: int) -> tuple[int, int]:
+        """Item ``index`` -> (arrangement index, semitones its tonic is moved up)."""
+        if not 1 <= self.keys <= 12:
+            raise InvalidArgument(f"--keys must be in 1..12, got {self.keys}")
+        arrangement, copy = divmod(index, self.keys)
+        return arrangement, copy * 12 // self.keys
 
 
 def fluidsynth_available(soundfont: str = DEFAULT_SOUNDFONT) -> bool:
@@ -180,9 +188,11 @@ def render_item(out_dir: str | Path, base_seed: int, index: int, settings: Rende
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
     renderer = renderer or resolve_renderer(settings)
-    seed = item_seed(base_seed, index)
+    arrangement, transpose = settings.arrangement_of(index)
+    seed = item_seed(base_seed, arrangement)
     iid = item_id(base_seed, index)
-    arr = arrange(seed, settings.seconds, genre=settings.genre, held_out_program=settings.held_out_program)
+    arr = arrange(seed, settings.seconds, genre=settings.genre, held_out_program=settings.held_out_program,
+                  transpose=transpose)
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{iid}-", dir=out_dir))
     try:
@@ -194,7 +204,8 @@ def render_item(out_dir: str | Path, base_seed: int, index: int, settings: Rende
         write_wav(tmp / "mix.wav", mix)
         meta = {"id": iid, **arrangement_metadata(arr), **info}
         meta["caption"] = caption_for(meta, seed)
-        meta.update({"seed": seed, "base_seed": base_seed, "index": index, "seconds": settings.seconds,
+        meta.update({"seed": seed, "base_seed": base_seed, "index": index, "transpose": transpose,
+                     "keys": settings.keys, "seconds": settings.seconds,
                      "sample_rate": SAMPLE_RATE, "num_samples": num_samples(settings.seconds),
                      "renderer": renderer, "stems": list(STEMS)})
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
@@ -245,6 +256,7 @@ def _existing(out_dir: Path, iid: str, settings: RenderSettings, renderer: str) 
     except json.JSONDecodeError:
         return None
     same = meta.get("seconds") == settings.seconds and meta.get("renderer") == renderer
+    same = same and meta.get("keys", 1) == settings.keys
     same = same and meta.get("held_out_program") == (
         GM_PROGRAMS[settings.held_out_program] if settings.held_out_program is not None else None)
     return meta if same else None
@@ -274,6 +286,7 @@ def render_corpus(out_dir: str | Path, n: int, settings: RenderSettings, seed: i
     if jobs < 1:
         raise InvalidArgument(f"--jobs must be at least 1, got {jobs}")
     num_samples(settings.seconds)  # validates
+    settings.arrangement_of(0)  # validates --keys
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     renderer = resolve_renderer(settings)

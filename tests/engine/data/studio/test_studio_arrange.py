@@ -133,3 +133,19 @@ def test_studio_v1_corpus_stays_reproducible():
                  for s in STEMS]
         got = hashlib.sha256(json.dumps(notes).encode()).hexdigest()[:16]
         assert (arr.genre, arr.bpm, str(arr.key), got) == (genre, bpm, key, digest)
+
+
+def test_transpose_moves_every_pitched_note_and_nothing_else():
+    a, b = arrange(11, 8.0), arrange(11, 8.0, transpose=5)
+    assert b.key.tonic == (a.key.tonic + 5) % 12 and b.key.mode == a.key.mode
+    assert (a.genre, a.bpm, a.progression, a.mood) == (b.genre, b.bpm, b.progression, b.mood)
+    assert [(n.start, n.pitch) for n in a.parts["drums"].notes] == [(n.start, n.pitch) for n in b.parts["drums"].notes]
+    for s in ("bass", "instrument", "melody"):
+        assert a.parts[s].program == b.parts[s].program
+        assert [n.start for n in a.parts[s].notes] == [n.start for n in b.parts[s].notes], s
+        assert [n.velocity for n in a.parts[s].notes] == [n.velocity for n in b.parts[s].notes], s
+        assert [n.pitch for n in b.parts[s].notes] == [n.pitch + 5 for n in a.parts[s].notes], s
+    c = arrange(11, 8.0, transpose=8)  # +8 is played as -4: the nearer way keeps each part in its register
+    assert c.key.tonic == (a.key.tonic + 8) % 12
+    assert [n.pitch for n in c.parts["bass"].notes] == [n.pitch - 4 for n in a.parts["bass"].notes]
+    assert arrange(11, 8.0, transpose=12).key == a.key

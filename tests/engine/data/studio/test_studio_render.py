@@ -134,3 +134,27 @@ def test_falls_back_to_numpy_synth_without_soundfont(tmp_path, caplog):
         resolve_renderer(RenderSettings(1.0, renderer="fluidsynth", soundfont=missing))
     with pytest.raises(InvalidArgument):
         render_corpus(tmp_path, 0, RenderSettings(1.0, renderer="numpy"))
+
+
+def test_keys_renders_each_arrangement_in_evenly_spread_keys(tmp_path, capsys):
+    from engine.data.studio.theory import NOTE_NAMES
+
+    rc = cli_main(["studio", "render", "--n", "4", "--keys", "2", "--seconds", "1.0", "--out", str(tmp_path),
+                   "--seed", "5", "--renderer", "numpy"])
+    assert rc == 0
+    metas = [json.loads(line) for line in (tmp_path / "metadata.jsonl").read_text().splitlines()]
+    assert [m["transpose"] for m in metas] == [0, 6, 0, 6]
+    for first, second in (metas[0:2], metas[2:4]):
+        assert first["seed"] == second["seed"] and first["bpm"] == second["bpm"]
+        assert first["genre"] == second["genre"] and first["mode"] == second["mode"]
+        tonic = NOTE_NAMES.index(first["key"]) if first["key"] in NOTE_NAMES else None
+        assert tonic is not None and NOTE_NAMES[(tonic + 6) % 12] == second["key"]
+        assert first["key"] in first["caption"] and second["key"] in second["caption"]
+    assert metas[0]["seed"] != metas[2]["seed"]
+    _check_item(tmp_path / metas[1]["id"], 1.0)
+    # the plain corpus is unchanged by the option's existence: --keys 1 is item i = arrangement i
+    plain = render_corpus(tmp_path / "plain", 2, RenderSettings(seconds=1.0, renderer="numpy"), seed=5)
+    assert plain[1]["seed"] == metas[2]["seed"] and plain[1]["transpose"] == 0
+    assert cli_main(["studio", "render", "--n", "1", "--keys", "0", "--seconds", "1", "--out",
+                     str(tmp_path / "bad")]) == 1
+    assert "invalid_argument" in capsys.readouterr().err
