@@ -10,6 +10,10 @@ audio alignment to the program's held-out clips (own) and to another program's (
     .venv/bin/python scripts/concept_daemon_eval.py --model checkpoints/stemforge-tiny-tonal-s5400 \
         --program Kalimba --other "Steel Drums" --method pivotal --n 8 --work-dir runs/ceval2 --json out.json
 
+``--via cli`` does the same through the command line instead: ``stemforge concept train --name NAME --audio
+REFS...`` then one ``stemforge generate --prompt ... --out DIR`` per prompt, with and without ``<name>``, both with
+``STEMFORGE_DATA_DIR`` pointing at a fresh data directory, and scores the ``melody.wav`` files they write.
+
 The renders are the ones ``stemforge concept eval --work-dir DIR`` caches (rendered here when missing).
 ``--unet-lr`` / ``--token-lr`` reach the daemon's training through ``STEMFORGE_CONCEPT_OPTIONS``.
 """
@@ -90,6 +94,40 @@ async def scenario(url: str, token: str, args: argparse.Namespace, refs: list[st
         return {"clips": clips, "minutes": minutes, "concept": done.concept, "model_hash": info.model.hash}
 
 
+def cli_scenario(tmp: Path, args: argparse.Namespace, refs: list[str],
+                 prompts: list[dict[str, Any]], options: dict[str, Any]) -> dict[str, Any]:
+    """Train with ``stemforge concept train`` and generate with ``stemforge generate`` (subprocesses)."""
+    from types import SimpleNamespace
+
+    from engine.audio import load_audio
+
+    env = {**os.environ, "STEMFORGE_DATA_DIR": str(tmp / "data"), "PYTHONUNBUFFERED": "1",
+           "OMP_NUM_THREADS": str(args.threads)}
+    cli = [sys.executable, "-c", "import sys; from daw_bridge.cli import main; sys.exit(main(sys.argv[1:]))"]
+    model = ["--model", args.model] if args.model else []
+    train = [*cli, "concept", "train", "--name", args.name, "--audio", *refs, "--method", args.method,
+             "--threads", str(args.threads), *model]
+    train += ["--steps", str(args.steps)] if args.steps else []
+    train += [x for k, v in options.items() for x in (f"--{k.replace('_', '-')}", str(v))]
+    t0 = time.monotonic()
+    subprocess.run(train, cwd=REPO, env=env, check=True, stdout=subprocess.DEVNULL)
+    minutes = (time.monotonic() - t0) / 60.0
+    clips: dict[str, list[Any]] = {"base": [], "concept": []}
+    for i, p in enumerate(prompts):
+        for label in ("base", "concept"):
+            out = tmp / "takes" / f"{label}-{i}"
+            subprocess.run([*cli, "generate", "--prompt", p[label], "--bpm", str(p["bpm"]), "--key", p["key"],
+                            "--seconds", str(args.seconds), "--seed", str(args.seed + i), "--steps",
+                            str(args.sample_steps), "--cfg", str(args.cfg), "--out", str(out), *model], cwd=REPO, env=env, check=True, stdout=subprocess.DEVNULL)
+            clips[label].append({s: load_audio(out / f"{s}.wav") for s in STEMS})
+    manifest = json.loads((out / "manifest.json").read_text())
+    listed = json.loads(subprocess.run([*cli, "concept", "list", "--json"], cwd=REPO, env=env, check=True,
+                                       capture_output=True, text=True).stdout)
+    steps = next(c for c in listed if c["name"] == args.name)["steps"]
+    return {"clips": clips, "minutes": minutes, "concept": SimpleNamespace(steps=steps),
+            "model_hash": manifest.get("model_hash", "")}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default=None, help="checkpoint dir (default: the embedded model)")
@@ -109,6 +147,8 @@ def main() -> int:
     ap.add_argument("--work-dir", default="runs/concept_eval", help="where concept eval caches its renders")
     ap.add_argument("--background", default="data/studio_v1/train")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--via", choices=("daemon", "cli"), default="daemon",
+                    help="train and generate through a real daemon (WebSocket) or the stemforge command line")
     args = ap.parse_args()
 
     from engine.concepts.evaluate import (ConceptEvalOptions, Embedding, _prompts, _stem, background_audio,
@@ -127,26 +167,29 @@ def main() -> int:
     options = {k: v for k, v in (("unet_lr", args.unet_lr), ("token_lr", args.token_lr)) if v is not None}
 
     with tempfile.TemporaryDirectory(prefix="stemforge-probe-") as tmp:
-        proc, url = start_daemon(Path(tmp) / "data", args.model, args.threads, options)
-        try:
-            token = (Path(tmp) / "data" / "token").read_text().strip()
-            res = asyncio.run(scenario(url, token, args, refs, prompts))
-        finally:
-            proc.terminate()
+        if args.via == "cli":
+            res = cli_scenario(Path(tmp), args, refs, prompts, options)
+        else:
+            proc, url = start_daemon(Path(tmp) / "data", args.model, args.threads, options)
             try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+                token = (Path(tmp) / "data" / "token").read_text().strip()
+                res = asyncio.run(scenario(url, token, args, refs, prompts))
+            finally:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
     rows = {label: score(res["clips"][label], prompts, embed, own, other) for label in ("base", "concept")}
     gen = {label: [embed(c["melody"]) for c in res["clips"][label]] for label in rows}
     paired = [mean_cosine([g], own) for g in gen["concept"]], [mean_cosine([g], own) for g in gen["base"]]
     wins = sum(a > b for a, b in zip(*paired))
-    out = {"program": args.program, "other": args.other, "method": args.method, "n": args.n,
+    out = {"via": args.via, "program": args.program, "other": args.other, "method": args.method, "n": args.n,
            "steps": res["concept"].steps, "options": options, "train_minutes": res["minutes"],
            "model_hash": res["model_hash"], "base": rows["base"], "concept": rows["concept"],
            "paired_wins": wins, "delta_audio_alignment": rows["concept"]["audio_alignment"]
            - rows["base"]["audio_alignment"]}
-    print(f"concept <{args.name}> ({args.method}, {out['steps']} steps, {res['minutes']:.2f} min through the daemon, "
+    print(f"concept <{args.name}> ({args.method}, {out['steps']} steps, {res['minutes']:.2f} min through the {args.via}, "
           f"model {res['model_hash'][:12]}, options {options or 'defaults'})")
     for label in ("base", "concept"):
         r = rows[label]
