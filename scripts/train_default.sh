@@ -23,9 +23,20 @@ AE_EXPORT="${AE_EXPORT:-}"
 INIT_MODEL="${INIT_MODEL:-}"
 UNET_FROM="${UNET_FROM:-}"
 
+KEY_SET="${KEY_SET:-0}"             # 1: stage 3 also trains on 1,800 key-contrastive items (run 7, docs/MODEL_CARD.md)
+
 # 1. the synthetic studio (FluidSynth + FluidR3 GM); existing items are kept
 $S studio render --n 400 --seconds 8 --seed 1 --jobs 2 --out "$DATA/train"
 $S studio render --n 64 --seconds 8 --seed 9001 --jobs 2 --out "$DATA/heldout"
+DIFF_DATA="$DATA/train"
+if [ "$KEY_SET" = 1 ]; then
+  # 600 arrangements, each in 3 keys of its mode (tonics 4 semitones apart), beside the 400 items above
+  $S studio render --n 1800 --keys 3 --seconds 8 --seed 2 --jobs 2 --out data/studio_keys
+  mkdir -p data/studio_mix
+  for d in "$DATA"/train/s1_* data/studio_keys/s2_*; do ln -sfn "$(realpath "$d")" "data/studio_mix/$(basename "$d")"; done
+  cat "$DATA/train/metadata.jsonl" data/studio_keys/metadata.jsonl > data/studio_mix/metadata.jsonl
+  DIFF_DATA=data/studio_mix
+fi
 
 # 2. the autoencoder (stems and mixes, 1 s crops, 5% latent masking, EMA, the tonal path supervised by the input's
 #    phase-vocoder frequencies), then whitening over its latents. checkpoints/autoencoder-tiny-tonal was trained in
@@ -43,7 +54,7 @@ INIT_ARGS=(--ae "$AE_EXPORT")
 [ -n "$UNET_FROM" ] && INIT_ARGS+=(--init-unet-from "$UNET_FROM")
 
 # 3. the diffusion model (JEN-1 multi-task mix + Composer curriculum)
-$S train diffusion --data "$DATA/train" "${INIT_ARGS[@]}" --steps "$DIFF_STEPS" --batch 8 \
+$S train diffusion --data "$DIFF_DATA" "${INIT_ARGS[@]}" --steps "$DIFF_STEPS" --batch 8 \
    --lr "$DIFF_LR" --warmup "$DIFF_WARMUP" --joint-share "$DIFF_JOINT" \
    --device "$DEVICE" --out runs/diffusion_tiny --resume --export runs/diffusion_tiny/export
 
