@@ -219,20 +219,8 @@ def train(args: argparse.Namespace) -> None:
                     continue
             step += 1
 
-    from engine.train.diffusion import batch_loss
-
     def step_once() -> float:
-        batch, states, mask = batches.get()
-        trainer.unet.train()
-        loss = batch_loss(trainer.unet, batch, states, mask, trainer.cfg.num_stems)
-        trainer.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(trainer.unet.parameters(), trainer.opts.grad_clip)
-        trainer.optimizer.step()
-        trainer.scheduler.step()
-        trainer.ema.update(trainer.unet)
-        trainer.step += 1
-        return float(loss.detach())
+        return trainer.train_step(prepared=batches.get())
 
     def snapshot(tag: str) -> None:
         state = {k: v.float() for k, v in trainer.ema.shadow.items()}

@@ -41,9 +41,9 @@ from typing import Any
 import numpy as np
 
 from engine.audio import load_audio
+from engine.concepts.trainer import TOKEN_LR, UNET_LR
 from engine.eval import key as keyest
-from engine.eval.runner import key_hits
-from engine.eval.runner import tempo_hit
+from engine.eval.runner import key_hits, tempo_hit
 from engine.eval.stem_classifier import stem_features
 from protocol.errors import InvalidArgument
 
@@ -60,8 +60,8 @@ class ConceptEvalOptions:
     steps: int | None = None
     mask_steps: int | None = None
     batch: int = 4
-    unet_lr: float | None = None  # None: ConceptOptions' paper defaults
-    token_lr: float | None = None
+    unet_lr: float = UNET_LR  # ConceptOptions' defaults (10 x DreamStyler's, docs/concepts.md)
+    token_lr: float = TOKEN_LR
     train_seconds: float | None = None
     reference_items: int = 12
     heldout_items: int = 6
@@ -229,9 +229,9 @@ def run_concept_eval(opts: ConceptEvalOptions, model: Any = None) -> dict[str, A
     rows.append(_row("base model (no concept)", base, 0, 0.0))
 
     def train(method: str, specs: list[tuple[str, list[str]]]) -> tuple[Any, float]:
-        rates = {k: v for k, v in (("unet_lr", opts.unet_lr), ("token_lr", opts.token_lr)) if v is not None}
         copts = ConceptOptions(method=method, steps=opts.steps, mask_steps=opts.mask_steps, batch=opts.batch,
-                               seconds=opts.train_seconds, min_seconds=opts.min_seconds, seed=opts.seed, **rates)
+                               seconds=opts.train_seconds, min_seconds=opts.min_seconds, seed=opts.seed,
+                               unet_lr=opts.unet_lr, token_lr=opts.token_lr)
         t0 = time.monotonic()
         concept = train_concepts(model, specs, copts)
         return concept, (time.monotonic() - t0) / 60.0

@@ -68,7 +68,7 @@ def run_eval_command(args: argparse.Namespace) -> int:
 
 
 def learning_rates(args: argparse.Namespace) -> dict[str, float]:
-    """``{"unet_lr": ..., "token_lr": ...}`` for the flags given (absent: the options' paper defaults)."""
+    """``{"unet_lr": ..., "token_lr": ...}`` for the flags given, validated (absent: the options' defaults)."""
     from protocol.errors import InvalidArgument
 
     out = {}

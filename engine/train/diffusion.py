@@ -359,8 +359,12 @@ class DiffusionTrainer:
         states, mask = self.text(batch.prompts)
         return batch, states.to(self.device), mask.to(self.device)
 
-    def train_step(self, timings: dict[str, float] | None = None) -> float:
+    def train_step(self, timings: dict[str, float] | None = None,
+                   prepared: tuple[DiffusionBatch, Tensor, Tensor] | None = None) -> float:
         """One optimisation step; returns the loss.
+
+        ``prepared``: a ``make_batch(step)`` result built ahead (for instance by a prefetching thread); default:
+        built here.
 
         ``timings``, when given, accumulates wall seconds per phase under the keys ``data`` (crops, plan, noising),
         ``text``, ``forward``, ``backward``, ``optimizer`` (clipping, AdamW, LR schedule) and ``ema``
@@ -368,11 +372,14 @@ class DiffusionTrainer:
         """
         lap = _Laps(timings)
         self.unet.train()
-        batch = self._latent_batch(self.step)
-        lap("data")
-        states, mask = self.text(batch.prompts)
-        states, mask = states.to(self.device), mask.to(self.device)
-        lap("text")
+        if prepared is not None:
+            batch, states, mask = prepared
+        else:
+            batch = self._latent_batch(self.step)
+            lap("data")
+            states, mask = self.text(batch.prompts)
+            states, mask = states.to(self.device), mask.to(self.device)
+            lap("text")
         loss = batch_loss(self.unet, batch, states, mask, self.cfg.num_stems)
         lap("forward")
         self.optimizer.zero_grad(set_to_none=True)
