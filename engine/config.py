@@ -55,6 +55,12 @@ class UNetConfig:
     # a beat clock: per-frame bar/beat/subdivision phases of the prompt's tempo grid, added at every level
     # (engine.models.unet.BeatClock); needs attribute_conditioning (the BPM comes from the same parser)
     beat_clock: bool = False
+    # a chord track: per-frame chord tones and root on the beat clock's grid, added at every level
+    # (engine.models.unet.ChordTrack, engine.text.chords); from chord symbols or planned from the prompt's key
+    chord_conditioning: bool = False
+
+
+_LATER_UNET_FLAGS = ("chord_conditioning",)
 
 
 @dataclass(frozen=True)
@@ -116,7 +122,13 @@ class ModelConfig:
 
     # ---- JSON ----------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """All fields, except the U-Net flags added after checkpoints were committed when they are off: a model
+        saved before a flag existed re-saves to the same bytes (and hash); ``from_dict`` reads them as off."""
+        d = dataclasses.asdict(self)
+        for flag in _LATER_UNET_FLAGS:
+            if not d["unet"][flag]:
+                del d["unet"][flag]
+        return d
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
@@ -177,6 +189,7 @@ def tiny() -> ModelConfig:
             time_embed_dim=192,
             attribute_conditioning=True,
             beat_clock=True,
+            chord_conditioning=True,
         ),
     )
 

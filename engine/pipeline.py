@@ -83,6 +83,10 @@ class GenerationRequest:
     sampler: str = DEFAULT_SAMPLER
     cfg: float = DEFAULT_CFG
     grid_offset: float = 0.0
+    # chord symbols, one chord each ``chord_beats`` beats from the grid's downbeat ("Am F C G"); None: planned
+    # from the prompt's key for a generation without pitched stems given; "" or "none": no chords
+    chords: str | None = None
+    chord_beats: float = 4.0
 
 
 @dataclass
@@ -149,7 +153,32 @@ def _validate(stems: tuple[str, ...], req: GenerationRequest) -> dict[str, np.nd
     if not math.isfinite(float(req.grid_offset)):
         raise InvalidArgument(f"grid_offset must be a finite number of seconds, got {req.grid_offset}")
     get_sampler(req.sampler)  # unknown names fail before any work
+    if req.chords is not None and not isinstance(req.chords, str):
+        raise InvalidArgument(f"chords must be a string of chord symbols, got {type(req.chords).__name__}")
     return given
+
+
+PITCHED_STEMS = ("bass", "instrument", "melody")
+NO_CHORDS = ("", "none", "off")
+
+
+def _harmony(model, request: GenerationRequest, full_prompt: str, seed: int) -> tuple[Any, str | None]:
+    """(chords as :class:`engine.text.chords.Harmony` or None, where they came from: "given" | "planned")."""
+    from engine.text.chords import parse_chords, plan_chords
+
+    has_track = getattr(model.unet, "chord_track", None) is not None
+    if request.chords is not None:
+        if request.chords.strip().lower() in NO_CHORDS:
+            return None, None
+        harmony = parse_chords(request.chords, request.chord_beats)  # InvalidArgument names a bad symbol
+        if not has_track:
+            raise InvalidArgument("this model has no chord track: leave chords out (or retrain it with one)")
+        return harmony, "given"
+    pitched_given = any(s in PITCHED_STEMS for s in request.given)
+    if has_track and request.task == "generate" and not pitched_given:
+        harmony = plan_chords(full_prompt, seed)
+        return harmony, ("planned" if harmony is not None else None)
+    return None, None
 
 
 # ---- 2. layout per task ----------------------------------------------------------------------------
@@ -337,6 +366,20 @@ def run_pipeline(model, request: GenerationRequest,
         text = encode_guidance_text(model.encode_text, [full_prompt], [uncond_prompt], request.cfg)
         states, text_mask = text.states.to(device), text.mask.to(device)
         attrs = text.attrs.to(device) if text.attrs is not None else None
+        grid_offset = float(request.grid_offset) + layout.window_start / SAMPLE_RATE  # frame 0 on the tempo grid
+
+        # 5b. Chords (a model with a chord track): given, or planned from the prompt's key; the unconditional
+        #     branch has none, as in training, where a dropped caption drops the chords with it.
+        harmony, chord_source = _harmony(model, request, build_prompt(request.prompt, bpm=request.bpm,
+                                                                      key=request.key), seed)
+        chords = None
+        if getattr(model.unet, "chord_track", None) is not None:
+            from engine.text.attributes import parse_bpm
+            from engine.text.chords import chord_features
+
+            frame_s = cfg.autoencoder.hop / cfg.autoencoder.sample_rate
+            feats = chord_features(harmony, parse_bpm(full_prompt), grid_offset, frames, frame_s)[None]
+            chords = (torch.cat([feats, torch.zeros_like(feats)]) if text.guided else feats).to(device)
 
         # 6. Noise: one (k, D, F) draw from the seed; generated stems start from their slice, free stems
         #    keep theirs as the fixed t = T input.
@@ -346,12 +389,9 @@ def run_pipeline(model, request: GenerationRequest,
         gen_idx = torch.tensor(layout.generated, device=device)
         x_T = noise[:, gen_idx].reshape(1, len(gen_idx) * D, frames)  # (1, n*D, F)
 
-        # where the window's frame 0 lies on the tempo grid (the beat clock)
-        grid_offset = float(request.grid_offset) + layout.window_start / SAMPLE_RATE
-
         def unet_eps(x_in: Tensor, t_in: Tensor) -> Tensor:  # (nB, C_in, F), (nB, k) -> (nB, k*D, F) epsilon
             out = model.unet(x_in.to(dtype), t_in, states, text_mask, causal=layout.causal, attrs=attrs,
-                             grid_offset=grid_offset).float()
+                             grid_offset=grid_offset, chords=chords).float()
             return schedule.eps_from_output(out, x_in[:, : k * D].float(), t_in)
 
         def model_fn(x: Tensor, t: float) -> Tensor:
@@ -395,6 +435,8 @@ def run_pipeline(model, request: GenerationRequest,
         "bpm": request.bpm,
         "key": request.key,
         "grid_offset": float(request.grid_offset),
+        "chords": harmony.to_dict() if harmony is not None else None,
+        "chords_source": chord_source,
         "seed": seed,
         "sampler": request.sampler,
         "steps": int(request.steps),

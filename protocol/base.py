@@ -12,6 +12,7 @@ from protocol.records import check
 MAX_PROMPT_CHARS = 2000
 MAX_STEPS = 1000
 MAX_SEED = 2**63 - 1
+MAX_CHORD_CHARS = 512  # chord symbols of a request ("Am F C G ...")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
-from protocol.base import MAX_PROMPT_CHARS, MAX_SEED, MAX_STEPS, Message, _nonempty, _request, _stems
+from protocol.base import (MAX_CHORD_CHARS, MAX_PROMPT_CHARS, MAX_SEED, MAX_STEPS, Message, _nonempty, _request,
+                           _stems)
 from protocol.records import (
     SAMPLE_RATE,
     ConceptMethod,
@@ -137,6 +138,8 @@ class _GenerationParams(Message):
     cfg: float | None = None  # classifier-free guidance scale
     bpm: float | None = None  # tempo written into the prompt, replacing one its text names; None = session tempo
     key: str | None = None  # e.g. "E minor", written into the prompt, replacing one its text names
+    chords: str | None = None  # chord symbols from bar 1 ("Am F C G"); None = planned from the key; "none" = none
+    chord_beats: float | None = None  # beats per chord of ``chords``; None = 4 (one a bar)
     format: OutputFormat = "pcm24"  # WAV subtype of the written takes
 
     def _check(self) -> None:
@@ -154,6 +157,12 @@ class _GenerationParams(Message):
         if self.sampler is not None:
             _nonempty(self.sampler, f"{t}.sampler")
         check_bpm(self.bpm, f"{t}.bpm")
+        if self.chords is not None:
+            check(len(self.chords) <= MAX_CHORD_CHARS, f"{t}.chords", f"longer than {MAX_CHORD_CHARS} characters")
+            check(self.chords.isprintable(), f"{t}.chords", "must be printable chord symbols")
+        if self.chord_beats is not None:
+            check_finite(self.chord_beats, f"{t}.chord_beats")
+            check(0.25 <= self.chord_beats <= 64, f"{t}.chord_beats", f"must be in 0.25..64, got {self.chord_beats}")
 
 
 @_request

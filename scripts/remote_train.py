@@ -88,6 +88,7 @@ def pack(args: argparse.Namespace) -> None:
                       1 << 40)
     (out / "part0" / "index.json").write_text(json.dumps({
         "ids": latents.ids, "captions": latents.captions, "present": latents.present.tolist(),
+        "harmony": [h.to_dict() if h is not None else None for h in latents.harmony] if latents.harmony else None,
         "config": model.config.to_dict(), "base_hash": model.hash}))
     text = out / "text"
     text.mkdir(parents=True, exist_ok=True)
@@ -178,6 +179,16 @@ def _build_model(bundle: Path, index: dict):
     return model
 
 
+def _harmony(rows: list | None) -> list | None:
+    """The packed chords (Harmony.to_dict rows) back as Harmony objects."""
+    from engine.text.chords import Harmony
+
+    if not rows:
+        return None
+    return [Harmony(tuple(tuple(c) for c in r["pitch_classes"]), float(r["beats_per_chord"])) if r else None
+            for r in rows]
+
+
 def train(args: argparse.Namespace) -> None:
     from engine.train.diffusion import DiffusionTrainer, DiffusionTrainOptions, LatentSet, lr_factor
 
@@ -193,7 +204,7 @@ def train(args: argparse.Namespace) -> None:
         zs.update(_load_sharded(part, "latents"))
     n = len(index["ids"])
     latents = LatentSet([zs[f"z{i}"].float() for i in range(n)], torch.tensor(index["present"], dtype=torch.bool),
-                        index["captions"], index["ids"])
+                        index["captions"], index["ids"], _harmony(index.get("harmony")))
     model = _build_model(bundle, index)
     opts = DiffusionTrainOptions(out=str(out / "run"), steps=10 ** 9, batch=args.batch, lr=args.lr,
                                  warmup=args.warmup, joint_share=args.joint_share, device=args.device,

@@ -237,6 +237,7 @@ function generationFields() {
   if ($("opt-sampler").value) f.sampler = $("opt-sampler").value;
   if ($("opt-key").value.trim()) f.key = $("opt-key").value.trim();
   if ($("opt-negative").value.trim()) f.negative_prompt = $("opt-negative").value.trim();
+  if ($("opt-chords").value.trim()) f.chords = $("opt-chords").value.trim();
   return f;
 }
 

@@ -125,9 +125,11 @@ def run_and_write(model, request, out_dir: str, extra: dict[str, Any]) -> int:
 
 
 def sampling_options(args: argparse.Namespace) -> dict[str, Any]:
-    """--seed/--steps/--sampler/--cfg/--negative-prompt given on the command line (None = pipeline default)."""
+    """--seed/--steps/--sampler/--cfg/--negative-prompt/--grid-offset/--chords given on the command line (None =
+    pipeline default)."""
     opts = {"seed": args.seed, "steps": args.steps, "sampler": args.sampler, "cfg": args.cfg,
-            "negative_prompt": args.negative_prompt, "grid_offset": args.grid_offset}
+            "negative_prompt": args.negative_prompt, "grid_offset": args.grid_offset,
+            "chords": args.chords, "chord_beats": args.chord_beats}
     return {k: v for k, v in opts.items() if v is not None}
 
 
@@ -141,6 +143,10 @@ def _common(p: argparse.ArgumentParser, prompt_required: bool = False) -> None:
     p.add_argument("--cfg", type=float, default=None, help="classifier-free guidance scale (default 3.0; 1 = off)")
     p.add_argument("--grid-offset", type=float, default=None,
                    help="seconds from a downbeat to the first sample (default 0, or the input folder's manifest)")
+    p.add_argument("--chords", default=None,
+                   help='chord symbols, one a bar from the grid\'s downbeat ("Am F C G"; "none": no chords). Default: '
+                        'planned from the prompt\'s key for a generation, the input folder\'s for inpaint/continue')
+    p.add_argument("--chord-beats", type=float, default=None, help="beats per chord of --chords (default 4)")
     p.add_argument("--model", default=None, help="checkpoint dir, hub id, or config name (tiny, jen1-composer)")
     p.add_argument("--out", required=True, help="output folder")
 
@@ -183,9 +189,20 @@ def _from_folder(args: argparse.Namespace):
 
 
 def _grid_from_manifest(args: argparse.Namespace, manifest: dict) -> None:
-    """An input folder written by ``generate`` keeps its place on the tempo grid unless --grid-offset says."""
+    """An input folder written by ``generate`` keeps its place on the tempo grid, and its chords, unless
+    --grid-offset / --chords say otherwise."""
     if args.grid_offset is None and isinstance(manifest.get("grid_offset"), (int, float)):
         args.grid_offset = float(manifest["grid_offset"])
+    chords = manifest.get("chords")
+    if args.chords is None and isinstance(chords, dict) and isinstance(chords.get("chords"), list):
+        args.chords = " ".join(_symbol(c) for c in chords["chords"])
+        if args.chord_beats is None and isinstance(chords.get("beats_per_chord"), (int, float)):
+            args.chord_beats = float(chords["beats_per_chord"])
+
+
+def _symbol(name: str) -> str:
+    """A manifest's chord name ("A min7", "F#", "-") as a symbol ``--chords`` reads ("Amin7")."""
+    return str(name).replace(" ", "")
 
 
 def cmd_inpaint(args: argparse.Namespace) -> int:

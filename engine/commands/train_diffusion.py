@@ -19,6 +19,8 @@ def register(sub: Any, groups: dict[str, argparse._SubParsersAction]) -> None:
     p.add_argument("--seconds", type=float, default=None, help="crop length (default: the config's segment)")
     p.add_argument("--lr", type=float, default=2e-4, help="peak learning rate (linear warm-up, linear decay)")
     p.add_argument("--warmup", type=int, default=200, help="warm-up steps")
+    p.add_argument("--chord-dropout", type=float, default=0.2,
+                   help="share of captioned items trained without their chord track (models with chords)")
     p.add_argument("--joint-share", type=float, default=0.0,
                    help="probability that an item trains full joint generation of every stem (default 0: the "
                         "Composer curriculum alone)")
@@ -43,7 +45,8 @@ def _run(args: argparse.Namespace) -> int:
 
     opts = DiffusionTrainOptions(
         data=args.data, ae=args.ae, out=args.out, config=args.config, steps=args.steps, batch=args.batch,
-        seconds=args.seconds, lr=args.lr, warmup=args.warmup, joint_share=args.joint_share, ema_decay=args.ema_decay, device=args.device,
+        seconds=args.seconds, lr=args.lr, warmup=args.warmup, joint_share=args.joint_share,
+        chord_dropout=args.chord_dropout, ema_decay=args.ema_decay, device=args.device,
         threads=args.threads, seed=args.seed, ckpt_minutes=args.ckpt_minutes, resume=args.resume,
         export=args.export, init_unet=args.init_unet,
         init_unet_from=args.init_unet_from)

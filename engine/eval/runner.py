@@ -72,6 +72,7 @@ class EvalOptions:
     cache_dir: str | None = None  # stem classifier cache (default ~/.cache/stemforge/eval)
     classifier_items: int = 64  # train items used to fit the classifier
     device: str = "cpu"
+    chords: bool = True  # False: generate without chords (a model with a chord track: the ablation)
 
     def validate(self) -> None:
         if self.n < 1:
@@ -221,7 +222,8 @@ def run_eval(opts: EvalOptions, model: Any = None) -> dict[str, Any]:
                  for s, a in gt.items()}
         shuffled = other if other is not None else noise
         bpm, ref_key = item["bpm"], keyest.parse_key(item["key"], item["mode"])
-        base = dict(prompt=item["caption"], steps=opts.steps, sampler=opts.sampler, cfg=opts.cfg, seed=opts.seed + i)
+        base = dict(prompt=item["caption"], steps=opts.steps, sampler=opts.sampler, cfg=opts.cfg, seed=opts.seed + i,
+                    chords=None if opts.chords else "none")  # None: the pipeline plans them from the prompt
 
         # 1. joint generation: tempo, key, roles
         gen = run_pipeline(model, GenerationRequest(task="generate", stems=list(stems), num_samples=n, **base)).stems
@@ -278,7 +280,8 @@ def run_eval(opts: EvalOptions, model: Any = None) -> dict[str, Any]:
             path = spectrogram_png(Path(opts.figures) / "ae_spectrogram.png", [real_mix, rec.sum(axis=0)])
             log.info("wrote %s (top: original mix, bottom: autoencoder reconstruction)", path)
         log.info("eval item %d/%d (%s) done, %.1f s", i + 1, len(items), item["id"], time.monotonic() - t0)
-    return {**acc.reduce(), "n": len(items), "model_hash": model.hash}
+    chords = "planned" if opts.chords and getattr(model.unet, "chord_track", None) is not None else "none"
+    return {**acc.reduce(), "n": len(items), "model_hash": model.hash, "chords": chords}
 
 
 def format_table(result: dict[str, Any]) -> str:

@@ -21,6 +21,7 @@ from engine.config import ModelConfig
 from engine.models.attention import TransformerBlock1d
 from engine.models.blocks import Downsample, FrameGroupNorm, OmniConv1d, ResBlock1d, Upsample
 from engine.text.attributes import NUM_KEYS
+from engine.text.chords import CHORD_FEATURES
 from protocol.errors import ConfigMismatch
 
 
@@ -119,12 +120,7 @@ class BeatClock(nn.Module):
     def __init__(self, channels: tuple[int, ...], frame_seconds: float) -> None:
         super().__init__()
         self.frame_seconds = frame_seconds
-        n = 2 * len(BEAT_CLOCK_PERIODS)
-        entering = (channels[0], *channels[:-1], channels[-1])  # width entering each level (its predecessor's), mid
-        self.proj = nn.ModuleList([nn.Conv1d(n, c, 1) for c in entering])
-        for conv in self.proj:
-            nn.init.zeros_(conv.weight)
-            nn.init.zeros_(conv.bias)
+        self.proj = level_projections(2 * len(BEAT_CLOCK_PERIODS), channels)
 
     def forward(self, attrs: Tensor | None, grid_offset: Tensor | float | None, batch: int, frames: int,
                 device: torch.device) -> list[Tensor | None]:
@@ -136,12 +132,52 @@ class BeatClock(nn.Module):
         if off.shape != (batch,):
             raise ConfigMismatch(f"grid_offset must be a number or ({batch},) seconds, got {tuple(off.shape)}")
         feats = beat_clock_features(attrs[:, 0].to(device), off, frames, self.frame_seconds)
-        dtype = self.proj[0].weight.dtype
-        out: list[Tensor | None] = []
-        for level, conv in enumerate(self.proj):
-            f = F.avg_pool1d(feats, 2**min(level, len(self.proj) - 2)) if level else feats
-            out.append(conv(f.to(dtype)))
-        return out
+        return level_terms(self.proj, feats)
+
+
+def level_projections(features: int, channels: tuple[int, ...]) -> nn.ModuleList:
+    """Zero-initialised 1x1 convolutions from ``features`` per-frame channels to the width entering each U-Net
+    level (its predecessor's) and the mid block."""
+    entering = (channels[0], *channels[:-1], channels[-1])
+    proj = nn.ModuleList([nn.Conv1d(features, c, 1) for c in entering])
+    for conv in proj:
+        nn.init.zeros_(conv.weight)
+        nn.init.zeros_(conv.bias)
+    return proj
+
+
+def level_terms(proj: nn.ModuleList, feats: Tensor) -> list[Tensor | None]:
+    """(B, n, F) per-frame features -> one additive term per level (average-pooled to rates 1, 1/2, ..., mid)."""
+    dtype = proj[0].weight.dtype
+    out: list[Tensor | None] = []
+    for level, conv in enumerate(proj):
+        f = F.avg_pool1d(feats, 2**min(level, len(proj) - 2)) if level else feats
+        out.append(conv(f.to(dtype)))
+    return out
+
+
+class ChordTrack(nn.Module):
+    """The harmony, for the U-Net: per frame the sounding chord's tones and root (:mod:`engine.text.chords`,
+    (B, 24, F), zeros where there is none), through one zero-initialised 1x1 projection per level and the mid
+    block, added where the beat clock's terms are. Zero-initialised: a U-Net trained without chords computes
+    the same function when it is added, and an all-zero chord track (no chords: a prompt without a key, the
+    unconditional branch of guidance) adds only the projections' biases, which training learns for that case."""
+
+    def __init__(self, channels: tuple[int, ...]) -> None:
+        super().__init__()
+        self.proj = level_projections(CHORD_FEATURES, channels)
+
+    def forward(self, chords: Tensor | None, batch: int, frames: int, device: torch.device) -> list[Tensor | None]:
+        if chords is None:
+            chords = torch.zeros(batch, CHORD_FEATURES, frames, device=device)
+        if chords.ndim != 3 or chords.shape[0] != batch or chords.shape[1] != CHORD_FEATURES:
+            raise ConfigMismatch(f"chords must be ({batch}, {CHORD_FEATURES}, F), got {tuple(chords.shape)}")
+        chords = chords.to(device=device, dtype=torch.float32)
+        if chords.shape[-1] < frames:  # the U-Net's right padding
+            chords = F.pad(chords, (0, frames - chords.shape[-1]))
+        elif chords.shape[-1] > frames:
+            raise ConfigMismatch(f"chords have {chords.shape[-1]} frames, the input {frames}")
+        return level_terms(self.proj, chords)
 
 
 class NoAttention(nn.Module):
@@ -177,6 +213,7 @@ class OmniUNet1d(nn.Module):
             raise ConfigMismatch("unet.beat_clock needs unet.attribute_conditioning (the BPM comes from it)")
         frame_seconds = cfg.autoencoder.hop / cfg.autoencoder.sample_rate
         self.beat_clock = BeatClock(tuple(ch), frame_seconds) if u.beat_clock else None
+        self.chord_track = ChordTrack(tuple(ch)) if u.chord_conditioning else None
         self.text_proj = nn.Linear(cfg.text.hidden_size, ctx)  # text states -> cross-attention width
         self.in_conv = OmniConv1d(self.in_channels, ch[0], ks)
 
@@ -236,11 +273,12 @@ class OmniUNet1d(nn.Module):
     # ---- forward -----------------------------------------------------------------------------
     def forward(self, x: Tensor, t: Tensor | float, text: Tensor, text_mask: Tensor | None = None,
                 causal: bool = False, attrs: Tensor | None = None,
-                grid_offset: Tensor | float | None = None) -> Tensor:
+                grid_offset: Tensor | float | None = None, chords: Tensor | None = None) -> Tensor:
         """``attrs``: (B, 2) [bpm or nan, key class or -1] from :func:`engine.text.attributes.attribute_tensor`
         (None: unknown); ignored by a U-Net built without ``attribute_conditioning``. ``grid_offset``: seconds
         from a downbeat of the tempo grid to frame 0, a number or (B,) (None: 0, frame 0 is on a downbeat); read
-        by the beat clock only."""
+        by the beat clock only. ``chords``: (B, 24, F) chord track (:func:`engine.text.chords.chord_features`;
+        None: no chords), read by a U-Net built with ``chord_conditioning`` only."""
         t, text_mask = self._check(x, t, text, text_mask)
         frames = x.shape[-1]
         pad = (-frames) % self.stride
@@ -254,6 +292,9 @@ class OmniUNet1d(nn.Module):
         clock: list[Tensor | None] = [None] * (len(self.down_res) + 1)
         if self.beat_clock is not None:
             clock = self.beat_clock(attrs, grid_offset, x.shape[0], x.shape[-1], x.device)
+        if self.chord_track is not None:
+            harmony = self.chord_track(chords, x.shape[0], x.shape[-1], x.device)
+            clock = [h if c is None else c + h for c, h in zip(clock, harmony)]
 
         h = self.in_conv(x, causal)  # (B, ch0, F')
         skips: list[Tensor] = []

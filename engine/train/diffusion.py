@@ -61,7 +61,8 @@ from engine.train.common import (
     set_threads,
     setup_run_logging,
 )
-from engine.text.attributes import attribute_tensor
+from engine.text.attributes import attribute_tensor, prompt_attributes
+from engine.text.chords import CHORD_FEATURES, chord_features
 from engine.train.tasks import DiffusionBatch, build_batch, sample_plan
 from protocol.errors import CheckpointNotFound, InvalidArgument, ModelError
 
@@ -83,6 +84,7 @@ class DiffusionTrainOptions:
     lr: float = 2e-4
     warmup: int = 200
     joint_share: float = 0.0  # probability of full joint generation per item (engine/train/tasks.py)
+    chord_dropout: float = 0.2  # share of captioned items trained without their chord track (chord_conditioning)
     weight_decay: float = 0.1
     betas: tuple[float, float] = (0.9, 0.95)
     grad_clip: float = 1.0
@@ -104,6 +106,8 @@ class DiffusionTrainOptions:
             raise InvalidArgument(f"--seconds must be > 0, got {self.seconds}")
         if not 0.0 <= self.joint_share <= 1.0:
             raise InvalidArgument(f"--joint-share must be in [0, 1], got {self.joint_share}")
+        if not 0.0 <= self.chord_dropout <= 1.0:
+            raise InvalidArgument(f"--chord-dropout must be in [0, 1], got {self.chord_dropout}")
         if self.init_unet and self.init_unet_from:
             raise InvalidArgument("--init-unet and --init-unet-from are exclusive")
 
@@ -117,6 +121,7 @@ class LatentSet:
     present: Tensor
     captions: list[str]
     ids: list[str]
+    harmony: list[Any] | None = None  # per item its chords (engine.text.chords.Harmony) or None; None: none known
 
     def __post_init__(self) -> None:
         if not self.latents:
@@ -125,6 +130,8 @@ class LatentSet:
         if len(shapes) != 1 or self.present.shape != (len(self.latents), self.latents[0].shape[0]):
             raise InvalidArgument(f"inconsistent latent set: stem/channel shapes {shapes}, present "
                                   f"{tuple(self.present.shape)} for {len(self.latents)} items")
+        if self.harmony is not None and len(self.harmony) != len(self.latents):
+            raise InvalidArgument(f"latent set: {len(self.harmony)} harmonies for {len(self.latents)} items")
 
     def __len__(self) -> int:
         return len(self.latents)
@@ -132,11 +139,14 @@ class LatentSet:
     def crop_frames(self, wanted: int) -> int:
         return max(2, min(wanted, min(int(z.shape[-1]) for z in self.latents)))
 
-    def sample(self, batch: int, frames: int,
-               generator: torch.Generator) -> tuple[Tensor, Tensor, list[str], Tensor]:
+    def sample(self, batch: int, frames: int, generator: torch.Generator,
+               index: list[int] | None = None) -> tuple[Tensor, Tensor, list[str], Tensor]:
         """Random items and aligned crops: z0 (B, k, D, frames) float32, present (B, k), captions (B), and the
-        crops' first frames (B,) int64 (the beat clock's grid offset: items start on a downbeat)."""
+        crops' first frames (B,) int64 (the beat clock's grid offset: items start on a downbeat). ``index``, a
+        list, receives the items drawn."""
         idx = torch.randint(0, len(self), (batch,), generator=generator).tolist()
+        if index is not None:
+            index[:] = idx
         crops, starts = [], []
         for i in idx:
             z = self.latents[i]
@@ -177,7 +187,8 @@ def encode_corpus(model: Any, corpus: Any, cache_dir: str | Path, device: torch.
         tensors = load_file(str(tensors_path))
         log.info("latent cache: %d items from %s", len(index["ids"]), tensors_path)
         return LatentSet([tensors[f"z{i}"].float() for i in range(len(index["ids"]))],
-                         torch.tensor(index["present"], dtype=torch.bool), index["captions"], index["ids"])
+                         torch.tensor(index["present"], dtype=torch.bool), index["captions"], index["ids"],
+                         corpus_harmony(corpus))
     latents, present, captions, ids = [], [], [], []
     t0 = time.monotonic()
     with torch.inference_mode():
@@ -194,7 +205,20 @@ def encode_corpus(model: Any, corpus: Any, cache_dir: str | Path, device: torch.
     save_file({f"z{i}": z.contiguous() for i, z in enumerate(latents)}, str(tensors_path))
     index_path.write_text(json.dumps({"ids": ids, "captions": captions, "present": present}))
     log.info("encoded %d items to latents in %.1f s -> %s", len(ids), time.monotonic() - t0, tensors_path)
-    return LatentSet([z.float() for z in latents], torch.tensor(present, dtype=torch.bool), captions, ids)
+    return LatentSet([z.float() for z in latents], torch.tensor(present, dtype=torch.bool), captions, ids,
+                     corpus_harmony(corpus))
+
+
+def corpus_harmony(corpus: Any) -> list[Any] | None:
+    """The chords of every item of a studio corpus (:func:`engine.data.studio.render.item_harmony`), or None
+    for a corpus without chord metadata (user stem folders: trained without a chord track)."""
+    from engine.data.studio.render import item_harmony
+
+    out = [item_harmony(it.meta) if it.meta.get("progression") else None for it in corpus.items]
+    known = sum(h is not None for h in out)
+    if known:
+        log.info("chords: %d of %d items", known, len(out))
+    return out if known else None
 
 
 # ---- text ----------------------------------------------------------------------------------------
@@ -203,10 +227,10 @@ class TextCache:
 
     Prompts are encoded one at a time, so a prompt's states do not depend on its batch (bit-exact resumes); encoder
     states are zero at padding positions, so re-padding cached rows with zeros reproduces a batch encode. Rows are
-    kept in float16 (about 40 KB a prompt: 8192 entries ~ 300 MB); a miss costs one text-encoder call.
+    kept in float16 (about 40 KB a prompt: 32768 entries ~ 1.3 GB); a miss costs one text-encoder call.
     """
 
-    def __init__(self, encode: Callable[[list[str]], tuple[Tensor, Tensor]], max_entries: int = 8192) -> None:
+    def __init__(self, encode: Callable[[list[str]], tuple[Tensor, Tensor]], max_entries: int = 32768) -> None:
         self.encode = encode
         self.max_entries = max_entries
         self._rows: OrderedDict[str, Tensor] = OrderedDict()
@@ -255,8 +279,9 @@ def batch_loss(unet: torch.nn.Module, batch: DiffusionBatch, states: Tensor, tex
     total = batch.eps.new_zeros(())
     for causal, idx in batch.mode_groups():
         offset = batch.grid_offset[idx.cpu()].to(batch.eps.device) if batch.grid_offset is not None else None
+        chords = batch.chords[idx.cpu()].to(batch.eps.device) if batch.chords is not None else None
         pred = unet(batch.x[idx], batch.t[idx], states[idx], text_mask[idx], causal=causal,
-                    attrs=attrs[idx], grid_offset=offset)  # (n, k*D, F)
+                    attrs=attrs[idx], grid_offset=offset, chords=chords)  # (n, k*D, F)
         err = (pred.float() - batch.target[idx]).reshape(len(idx), num_stems, D, F).pow(2)
         total = total + (err * batch.loss_mask[idx][:, :, None, :]).sum()
     return total / (batch.loss_mask.sum() * D).clamp_min(1.0)
@@ -345,14 +370,33 @@ class DiffusionTrainer:
     # ---- training ------------------------------------------------------------------------------------
     def _latent_batch(self, step: int) -> DiffusionBatch:
         """Crops, task plan and noising for ``step`` (no text yet), on the training device."""
-        z0, present, captions, starts = self.latents.sample(self.opts.batch, self.frames, self.generator)
+        drawn: list[int] = []
+        z0, present, captions, starts = self.latents.sample(self.opts.batch, self.frames, self.generator, drawn)
         plan = sample_plan(self.cfg, present, captions, self.frames, step, self.opts.steps, self.generator,
                            make_prompt=self.make_prompt, joint_share=self.opts.joint_share)
         batch = build_batch(plan, z0, self.schedule, self.generator)
         batch.grid_offset = starts.double() * HOP / SAMPLE_RATE  # seconds from the item's first downbeat
+        if self.cfg.unet.chord_conditioning:
+            batch.chords = self._chord_batch(drawn, batch)
         batch.x, batch.t, batch.eps, batch.target, batch.loss_mask = (v.to(self.device) for v in
                                                         (batch.x, batch.t, batch.eps, batch.target, batch.loss_mask))
         return batch
+
+    def _chord_batch(self, drawn: list[int], batch: DiffusionBatch) -> Tensor:
+        """(B, 24, F) chord tracks of the drawn items on their crops' grids; zeros where the prompt lost its
+        caption (guidance's unconditional branch has no chords either), with probability ``chord_dropout``
+        besides (so that prompts without chords keep working), and for items without known chords."""
+        out = torch.zeros(len(drawn), CHORD_FEATURES, self.frames)
+        harmony = self.latents.harmony
+        if harmony is None:
+            return out
+        drop = torch.rand(len(drawn), generator=self.generator) < self.opts.chord_dropout
+        for b, i in enumerate(drawn):
+            bpm, key = prompt_attributes(batch.prompts[b])
+            if harmony[i] is None or key is None or bool(drop[b]):
+                continue
+            out[b] = chord_features(harmony[i], bpm, float(batch.grid_offset[b]), self.frames, HOP / SAMPLE_RATE)
+        return out
 
     def make_batch(self, step: int) -> tuple[DiffusionBatch, Tensor, Tensor]:
         batch = self._latent_batch(step)
@@ -495,7 +539,8 @@ def load_base_model(ae: str | Path, config: str | ModelConfig = "tiny", seed: in
     return model
 
 
-ADDED_MODULES = {"attribute_conditioning": "attr_embed.", "beat_clock": "beat_clock."}  # zero-initialised outputs
+ADDED_MODULES = {"attribute_conditioning": "attr_embed.", "beat_clock": "beat_clock.",
+                 "chord_conditioning": "chord_track."}  # zero-initialised outputs
 
 
 def init_unet_from(unet: torch.nn.Module, src: torch.nn.Module, name: str) -> None:

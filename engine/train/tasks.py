@@ -228,6 +228,7 @@ class DiffusionBatch:
     prompts: list[str]
     plan: TaskPlan
     grid_offset: Tensor | None = None  # (B,) float64 seconds from a downbeat to frame 0 (the beat clock); None = 0
+    chords: Tensor | None = None  # (B, 24, F) chord tracks (engine.text.chords); None = none
 
     def mode_groups(self) -> list[tuple[bool, Tensor]]:
         """``[(causal, item indices)]`` for each mode present: one U-Net forward per mode."""

@@ -197,6 +197,21 @@ def test_worker_killed_mid_job_fails_job_and_daemon_keeps_serving(daemon: Daemon
     assert jobs[acc["job_id"]]["state"] == "failed" and jobs[acc["job_id"]]["error"]["code"] == "worker_crashed"
 
 
+def test_chords_reach_the_model_and_the_take_manifest(ws) -> None:
+    _, done, _ = _generate(ws, stems=["bass"], chords="Am F", chord_beats=2,
+                           region={"unit": "seconds", "start": 0, "end": 0.25})
+    manifest = json.loads(Path(done["takes"][0]["manifest_path"]).read_text())
+    assert manifest["parameters"]["chords"] == "Am F" and manifest["parameters"]["chord_beats"] == 2
+    assert manifest["pipeline"]["chords_source"] == "given"
+    assert manifest["pipeline"]["chords"]["chords"] == ["A min", "F"]
+    assert manifest["pipeline"]["chords"]["beats_per_chord"] == 2
+    acc = request(ws, type="generate", steps=STEPS, prompt="warm funk", stems=["bass"], chords="Am Q9",
+                  region={"unit": "seconds", "start": 0, "end": 0.25})
+    end, _ = wait_job(ws, acc["job_id"])
+    assert end["type"] == "job.failed" and end["code"] == "invalid_argument" and "Q9" in end["message"], end
+    assert request(ws, type="ping")["type"] == "pong"
+
+
 def _upload(ws, audio: np.ndarray, stem: str, session_id: str | None, start: int = 0,
             fmt: str = "float32", corrupt: bool = False) -> dict[str, Any]:
     pcm = np.ascontiguousarray(audio.T).astype("<f4").tobytes()

@@ -109,14 +109,18 @@ def test_inpaint_folder(generated: Path, tmp_path, use_tiny, capsys) -> None:
     assert m["task"] == "inpaint" and m["region"]["start"] == 4800 and m["region"]["end"] == 14_400
     assert m["prompt"] == "slow funk" and m["bpm"] == 92  # reused from the input's manifest
     assert m["grid_offset"] == 1.5  # so is its place on the tempo grid
+    first = json.loads((generated / "manifest.json").read_text())
+    assert first["chords_source"] == "planned" and first["chords"]["chords"]  # A minor: a progression was planned
+    assert m["chords_source"] == "given" and m["chords"] == first["chords"]  # and the inpainting keeps it
 
 
 def test_continue_folder(generated: Path, tmp_path, use_tiny) -> None:
     out = tmp_path / "cont"
     rc = main(["continue", "--in", str(generated), "--seconds", "0.25", "--steps", "2", "--grid-offset", "0",
-               "--out", str(out)])
+               "--chords", "none", "--out", str(out)])
     assert rc == 0
     assert json.loads((out / "manifest.json").read_text())["grid_offset"] == 0.0  # given: overrides the input's
+    assert json.loads((out / "manifest.json").read_text())["chords"] is None  # so does --chords
     for name in STEMS + ["mix"]:
         info = sf.info(str(out / f"{name}.wav"))
         assert (info.samplerate, info.channels, info.frames) == (48_000, 2, FRAMES + 12_000)

@@ -12,12 +12,12 @@ from engine import checkpoint as ckpt
 from engine.model import StemforgeModel
 
 REPO = Path(__file__).resolve().parents[2]
-LATEST = REPO / "checkpoints" / "stemforge-tiny-tonal-keys-s15200"
+LATEST = REPO / "checkpoints" / "stemforge-tiny-chords-s19700"
 PACKAGE_LIMIT = 60_000_000  # issue 4: the embedded default ships in at most 60 MB
 
 
 def test_latest_checkpoint_is_the_one_evaluated_and_fits_the_package() -> None:
-    report = json.loads((REPO / "docs" / "eval" / "tiny-tonal-keys-s15200.json").read_text())
+    report = json.loads((REPO / "docs" / "eval" / "tiny-chords-s19700.json").read_text())
     assert ckpt.directory_hash(LATEST) == report["model_hash"] and report["n"] == 64
     assert sum((LATEST / n).stat().st_size for n in ckpt.CHECKPOINT_FILES if (LATEST / n).is_file()) < PACKAGE_LIMIT
     state, _ = ckpt.read_tensors(LATEST / ckpt.UNET_FILE)
@@ -26,10 +26,18 @@ def test_latest_checkpoint_is_the_one_evaluated_and_fits_the_package() -> None:
     assert StemforgeModel.from_pretrained(LATEST).refresh_hash() == report["model_hash"]  # a re-save: same bytes
 
 
-@pytest.mark.parametrize("name", ["stemforge-tiny-tonal-keys-s15200", "stemforge-tiny-tonal-s11400", "stemforge-tiny-tonal-s5400",
+@pytest.mark.parametrize("name", ["stemforge-tiny-chords-s19700", "stemforge-tiny-tonal-keys-s15200",
+                                  "stemforge-tiny-tonal-s11400", "stemforge-tiny-tonal-s5400",
                                   "stemforge-tiny-clock-s4600"])
 def test_trained_checkpoints_load_as_trained_float32_models(name) -> None:
     model = StemforgeModel.from_pretrained(REPO / "checkpoints" / name)
     assert model.trained and model.config.name == "tiny" and model.whitening.is_finalized
     assert model.hash == ckpt.directory_hash(REPO / "checkpoints" / name)
     assert all(p.dtype == torch.float32 for p in model.unet.parameters())
+
+
+def test_latest_checkpoint_learned_its_chord_track() -> None:
+    """Run 8 added the chord track at zero; training moved every level's projection off zero."""
+    model = StemforgeModel.from_pretrained(LATEST)
+    assert model.config.unet.chord_conditioning and model.unet.chord_track is not None
+    assert all(float(conv.weight.abs().max()) > 1e-3 for conv in model.unet.chord_track.proj)

@@ -247,7 +247,7 @@ def test_network_output_is_read_as_the_models_prediction_type(tiny_model, monkey
     k, D = cfg.num_stems, cfg.whitened_dim
     target: dict[int, torch.Tensor] = {}
 
-    def oracle(x, t, text, text_mask=None, causal=False, attrs=None, grid_offset=None):
+    def oracle(x, t, text, text_mask=None, causal=False, attrs=None, grid_offset=None, chords=None):
         frames = x.shape[-1]
         z = target.setdefault(frames, torch.randn(1, k * D, frames, generator=torch.Generator().manual_seed(0)))
         x_t = x[:, : k * D].double()

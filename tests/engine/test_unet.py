@@ -7,9 +7,11 @@ import torch
 
 import torch.nn.functional as F
 
+from engine.config import HOP, SAMPLE_RATE
 from engine.models.blocks import Downsample, FrameGroupNorm, OmniConv1d, Upsample
 from engine.models.unet import OmniUNet1d
 from engine.text.attributes import attribute_tensor
+from engine.text.chords import CHORD_FEATURES, chord_features, parse_chords
 from protocol.errors import ConfigMismatch
 
 
@@ -68,11 +70,13 @@ def test_modes_differ_and_share_every_parameter(tiny_config) -> None:
     torch.nn.init.normal_(net.attr_embed.out.weight, std=0.02)  # as after training: gradients reach its inputs
     x, t, text, mask = inputs(tiny_config, 2, 24)
     attrs = attribute_tensor(["100 bpm, E minor", "no tempo, no key"])  # every attribute row is used
+    chords = torch.stack([chord_features(parse_chords("Em C"), 100.0, 0.0, 24, HOP / SAMPLE_RATE),
+                          torch.zeros(CHORD_FEATURES, 24)])  # the chord track's weights see a chord
     grads = {}
     outs = {}
     for causal in (False, True):
         net.zero_grad(set_to_none=True)
-        out = net(x, t, text, mask, causal=causal, attrs=attrs)
+        out = net(x, t, text, mask, causal=causal, attrs=attrs, chords=chords)
         out.square().mean().backward()
         outs[causal] = out.detach()
         grads[causal] = {n for n, p in net.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}

@@ -66,6 +66,12 @@ def test_literal_generate() -> None:
     assert msg.stems == ("bass", "melody")  # arrays become tuples
 
 
+def test_chords_travel_with_generation_requests() -> None:
+    msg = codec.decode('{"v":1,"type":"generate","chords":"Am F C G","chord_beats":2}')
+    assert msg.chords == "Am F C G" and msg.chord_beats == 2.0
+    assert codec.decode(codec.encode(msg)) == msg
+
+
 def test_none_fields_are_omitted_and_defaults_apply() -> None:
     data = json.loads(codec.encode(m.Generate(prompt="x")))
     assert data == {"v": 1, "type": "generate", "prompt": "x", "negative_prompt": "", "format": "pcm24", "stems": []}
@@ -127,6 +133,11 @@ def test_unknown_type(text: str) -> None:
     ('"type":"generate","region":{"unit":"ticks","start":0,"end":1}', "generate.region.unit"),
     ('"type":"generate","region":{"start":0,"end":1,"bogus":1}', "generate.region.bogus"),
     ('"type":"generate","bpm":0', "generate.bpm"),
+    ('"type":"generate","chords":7', "generate.chords"),
+    ('"type":"generate","chords":"Am\\u0000F"', "generate.chords"),
+    ('"type":"generate","chords":"' + "C " * 300 + '"', "generate.chords"),
+    ('"type":"generate","chord_beats":0', "generate.chord_beats"),
+    ('"type":"inpaint","stems":["bass"],"region":{"start":0,"end":1},"chord_beats":100', "inpaint.chord_beats"),
     ('"type":"generate","colour":"red"', "generate.colour"),
     ('"type":"generate","id":true', "generate.id"),
     ('"type":"generate","id":[1]', "generate.id"),

@@ -32,7 +32,7 @@ import numpy as np
 from engine.audio import load_audio, num_samples, write_wav
 from engine.config import SAMPLE_RATE
 from engine.data.studio import midi as midi_io
-from engine.data.studio.arrange import STEMS, Arrangement, arrange
+from engine.data.studio.arrange import BEATS_PER_BAR, STEMS, Arrangement, arrange
 from engine.data.studio.captions import build_caption
 from engine.data.studio.synth import render_part
 from engine.data.studio.theory import GM_PROGRAMS
@@ -178,8 +178,42 @@ def arrangement_metadata(arr: Arrangement) -> dict:
         "programs": {s: p.program for s, p in arr.parts.items()},
         "roles": {s: p.role for s, p in arr.parts.items()},
         "progression": arr.progression,
+        "chords_per_bar": arr.chords_per_bar,
         "held_out_program": GM_PROGRAMS[arr.held_out_program] if arr.held_out_program is not None else None,
     }
+
+
+def item_harmony(meta: dict):
+    """The chords a studio item was rendered with, as :class:`engine.text.chords.Harmony` on its own tempo grid
+    (items start on a downbeat), from its metadata line; None when the line lacks what it takes (key, mode,
+    progression). Renders older than the ``chords_per_bar`` field get it back from the arrangement their seed
+    draws (cheap: no audio), checked against the line's genre and progression."""
+    from engine.data.studio.styles import STYLES
+    from engine.data.studio.theory import Key
+    from engine.data.studio.theory import pitch_class
+    from engine.text.chords import Harmony
+
+    prog = meta.get("progression")
+    if not prog or not meta.get("key") or meta.get("mode") not in ("major", "minor") or meta.get("genre") not in STYLES:
+        return None
+    cpb = meta.get("chords_per_bar")
+    if cpb is None:
+        if meta.get("seed") is None or not meta.get("seconds"):
+            return None
+        held = meta.get("held_out_program")
+        held_idx = GM_PROGRAMS.index(held) if held in GM_PROGRAMS else None
+        arr = None
+        for genre in (None, meta["genre"]):
+            cand = arrange(int(meta["seed"]), float(meta["seconds"]), genre=genre, held_out_program=held_idx)
+            if cand.genre == meta["genre"] and list(cand.progression) == list(prog):
+                arr = cand
+                break
+        if arr is None:
+            return None
+        cpb = arr.chords_per_bar
+    key = Key(pitch_class(meta["key"]), meta["mode"])
+    size = STYLES[meta["genre"]].chord_size
+    return Harmony(tuple(key.chord(int(d), size).pcs for d in prog), BEATS_PER_BAR / float(cpb))
 
 
 def render_item(out_dir: str | Path, base_seed: int, index: int, settings: RenderSettings,

@@ -27,7 +27,8 @@ def test_eval_json_keys_exact(studio, tiny_model, tmp_path):
     opts = EvalOptions(n=2, steps=2, seconds=1.5, data=str(studio / "heldout"), cache_dir=str(tmp_path / "cache"),
                        figures=str(tmp_path / "fig"))
     result = run_eval(opts, model=tiny_model)
-    assert set(result) == {"model", "upper_bound", "lower_bound", "n", "model_hash"}
+    assert set(result) == {"model", "upper_bound", "lower_bound", "n", "model_hash", "chords"}
+    assert result["chords"] == "planned"  # the tiny configuration has a chord track; heldout prompts name keys
     assert result["n"] == 2 and result["model_hash"] == tiny_model.hash
     for bound in BOUNDS:
         assert list(result[bound]) == list(METRIC_KEYS)
@@ -50,6 +51,16 @@ def test_eval_json_keys_exact(studio, tiny_model, tmp_path):
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and b"IEND" in png[-12:]
     table = format_table(result)
     assert all(k in table for k in METRIC_KEYS)
+
+
+def test_eval_without_chords_is_the_ablation(studio, tiny_model, tmp_path):
+    """--no-chords generates without the chord track; at its zero initialisation that is the same function, so
+    an untrained model scores exactly the same either way (a trained one does not: docs/MODEL_CARD.md)."""
+    opts = dict(n=1, steps=2, seconds=1.5, data=str(studio / "heldout"), cache_dir=str(tmp_path / "cache"))
+    planned = run_eval(EvalOptions(**opts), model=tiny_model)
+    ablated = run_eval(EvalOptions(**opts, chords=False), model=tiny_model)
+    assert (planned["chords"], ablated["chords"]) == ("planned", "none")
+    assert planned["model"] == ablated["model"]
 
 
 def test_eval_bad_input(tmp_path):

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from engine.config import AutoencoderConfig, ModelConfig, UNetConfig
-from engine.data.studio.render import RenderSettings, render_corpus
+from engine.data.studio.render import RenderSettings, item_harmony, render_corpus
 from engine.model import StemforgeModel
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -43,6 +43,9 @@ def test_pack_train_assemble_round_trip(tmp_path, tiny_model, remote_train):
                        "--cache", str(tmp_path / "cache"), "--bundle", str(bundle), "--parts", "2"])
     index = json.loads((bundle / "part0" / "index.json").read_text())
     assert len(index["ids"]) == 2 and index["config"]["name"] == "test-small"
+    rows = [json.loads(line) for line in (tmp_path / "data" / "metadata.jsonl").read_text().splitlines()]
+    assert [h["pitch_classes"] for h in index["harmony"]] == [[list(c) for c in item_harmony(r).chords] for r in rows]
+    assert remote_train._harmony(index["harmony"]) == [item_harmony(r) for r in rows]  # the chords travel
     assert [len(load_file(str(p))) for p in sorted(bundle.glob("part*/latents-*.safetensors"))] == [1, 1]
     pruned = load_file(str(bundle / "text" / "minilm" / "pruned.safetensors"))
     assert not (bundle / "text" / "minilm" / "model.safetensors").exists()
