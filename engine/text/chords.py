@@ -31,13 +31,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from engine.data.studio.arrange import BEATS_PER_BAR
+from engine.data.studio.theory import NOTE_NAMES, pitch_class
 from protocol.errors import InvalidArgument
 
 CHORD_FEATURES = 24  # 12 chord-tone bits + 12 root bits per frame
-BEATS_PER_BAR = 4.0
 MAX_CHORDS = 64
-_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
-_LETTERS = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
 QUALITIES: dict[str, tuple[int, ...]] = {  # intervals above the root
     "": (0, 4, 7), "maj": (0, 4, 7), "M": (0, 4, 7), "m": (0, 3, 7), "min": (0, 3, 7), "-": (0, 3, 7),
     "dim": (0, 3, 6), "aug": (0, 4, 8), "+": (0, 4, 8), "sus2": (0, 2, 7), "sus4": (0, 5, 7), "sus": (0, 5, 7),
@@ -65,7 +64,7 @@ class Harmony:
     empty: no harmony there), each lasting ``beats_per_chord`` beats from the grid's downbeat at 0 s."""
 
     chords: tuple[tuple[int, ...], ...]
-    beats_per_chord: float = BEATS_PER_BAR
+    beats_per_chord: float = float(BEATS_PER_BAR)
 
     def __post_init__(self) -> None:
         if not self.chords or len(self.chords) > MAX_CHORDS:
@@ -82,7 +81,8 @@ class Harmony:
                 out.append("-")
                 continue
             ivs = tuple(sorted((pc - c[0]) % 12 for pc in c))
-            out.append(_NAMES[c[0]] + _QUALITY_NAMES.get(ivs, " (" + " ".join(_NAMES[p] for p in c[1:]) + ")"))
+            other = " (" + " ".join(NOTE_NAMES[p] for p in c[1:]) + ")"
+            out.append(NOTE_NAMES[c[0]] + _QUALITY_NAMES.get(ivs, other))
         return out
 
     def to_dict(self) -> dict:
@@ -99,11 +99,11 @@ def parse_chord(symbol: str) -> tuple[int, ...]:
     if not m or m.group(3) not in QUALITIES:
         raise InvalidArgument(f"cannot read chord {symbol!r} (e.g. 'Am', 'F#m7', 'Bbmaj7', 'G7', 'Cdim', '-')",
                               chord=symbol)
-    root = (_LETTERS[m.group(1).upper()] + {"#": 1, "♯": 1, "b": -1, "♭": -1}.get(m.group(2), 0)) % 12
+    root = pitch_class(m.group(1) + m.group(2).replace("♯", "#").replace("♭", "b"))
     return tuple((root + iv) % 12 for iv in QUALITIES[m.group(3)])
 
 
-def parse_chords(text: str, beats_per_chord: float = BEATS_PER_BAR) -> Harmony:
+def parse_chords(text: str, beats_per_chord: float = float(BEATS_PER_BAR)) -> Harmony:
     """Chord symbols separated by spaces, commas or bars (``"Am F C G"``, ``"Am | F | C | G"``)."""
     symbols = [s for s in re.split(r"[\s,|]+", text or "") if s]
     if not symbols:
@@ -144,7 +144,7 @@ def plan_chords(prompt: str, seed: int) -> Harmony | None:
         size = 3
     rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, 0xC40D])
     degrees = pool[int(rng.integers(len(pool)))]
-    return Harmony(tuple(key.chord(d, size).pcs for d in degrees), BEATS_PER_BAR)
+    return Harmony(tuple(key.chord(d, size).pcs for d in degrees), float(BEATS_PER_BAR))
 
 
 def chord_features(harmony: Harmony | None, bpm: float | None, grid_offset: float, frames: int,
