@@ -308,7 +308,8 @@ class Dispatcher:
                 "negative_prompt": msg.negative_prompt,
                 "seed": msg.seed if msg.seed is not None else secrets.randbits(31),
                 "steps": msg.steps, "sampler": msg.sampler, "cfg": msg.cfg, "bpm": msg.bpm or s.bpm, "key": msg.key,
-                "chords": msg.chords, "chord_beats": msg.chord_beats, "format": msg.format, "message": to_dict(msg)}
+                "chords": msg.chords, "chord_beats": msg.chord_beats, "chord_cfg": msg.chord_cfg,
+                "format": msg.format, "message": to_dict(msg)}
 
     def plan_generate(self, msg: m.Generate) -> dict[str, Any]:
         s = self.session(msg.session_id)

@@ -36,6 +36,24 @@ class AutoencoderConfig:
     # a second synthesis path for sustained partials: per-bin instantaneous frequency integrated over frames
     # (engine.models.autoencoder.integrated_phase), mixed with the frame-wise phase path by a learned gate
     tonal_head: bool = False
+    # a phase-free view of the bass for the encoder: log-magnitudes of a long STFT (``lowband_fft`` points, same
+    # hop and framing; 8192 -> 5.9 Hz bins, a semitone apart down to 50 Hz) below ``lowband_hz``, through a
+    # zero-initialised 1x1 projection beside the main features (engine.models.autoencoder); 0 = off
+    lowband_fft: int = 0
+    lowband_hz: float = 400.0
+
+
+_LATER_AE_FIELDS = {"lowband_fft": 0, "lowband_hz": 400.0}  # left out of the JSON at these values
+
+
+def autoencoder_config_dict(cfg: AutoencoderConfig) -> dict[str, Any]:
+    """The JSON fields of an autoencoder config; fields added later are left out while they hold their default, so
+    an autoencoder saved before they existed re-saves to the same bytes."""
+    d = dataclasses.asdict(cfg)
+    for name, default in _LATER_AE_FIELDS.items():
+        if d[name] == default:
+            del d[name]
+    return d
 
 
 @dataclass(frozen=True)
@@ -128,6 +146,7 @@ class ModelConfig:
         for flag in _LATER_UNET_FLAGS:
             if not d["unet"][flag]:
                 del d["unet"][flag]
+        d["autoencoder"] = autoencoder_config_dict(self.autoencoder)
         return d
 
     def to_json(self) -> str:

@@ -140,6 +140,7 @@ class _GenerationParams(Message):
     key: str | None = None  # e.g. "E minor", written into the prompt, replacing one its text names
     chords: str | None = None  # chord symbols from bar 1 ("Am F C G"); None = planned from the key; "none" = none
     chord_beats: float | None = None  # beats per chord of ``chords``; None = 4 (one a bar)
+    chord_cfg: float | None = None  # guidance scale of the chords apart from the text's; None = the default (6)
     format: OutputFormat = "pcm24"  # WAV subtype of the written takes
 
     def _check(self) -> None:
@@ -160,6 +161,9 @@ class _GenerationParams(Message):
         if self.chords is not None:
             check(len(self.chords) <= MAX_CHORD_CHARS, f"{t}.chords", f"longer than {MAX_CHORD_CHARS} characters")
             check(self.chords.isprintable(), f"{t}.chords", "must be printable chord symbols")
+        if self.chord_cfg is not None:
+            check_finite(self.chord_cfg, f"{t}.chord_cfg")
+            check(0.0 <= self.chord_cfg <= 100.0, f"{t}.chord_cfg", f"must be in 0..100, got {self.chord_cfg}")
         if self.chord_beats is not None:
             check_finite(self.chord_beats, f"{t}.chord_beats")
             check(0.25 <= self.chord_beats <= 64, f"{t}.chord_beats", f"must be in 0.25..64, got {self.chord_beats}")

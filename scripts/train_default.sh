@@ -23,6 +23,8 @@ AE_EXPORT="${AE_EXPORT:-}"
 INIT_MODEL="${INIT_MODEL:-}"
 UNET_FROM="${UNET_FROM:-}"
 
+LOWBAND="${LOWBAND:-0}"             # 1: fine-tune the autoencoder with the low-band encoder features and a smooth
+                                    #    latent (checkpoints/autoencoder-tiny-lowband, docs/MODEL_CARD.md)
 KEY_SET="${KEY_SET:-0}"             # 1: stage 3 also trains on 1,800 key-contrastive items (run 7, docs/MODEL_CARD.md)
 
 # 1. the synthetic studio (FluidSynth + FluidR3 GM); existing items are kept
@@ -48,6 +50,18 @@ $S train autoencoder --data "$DATA/train" --heldout "$DATA/heldout" --steps "$AE
 $S train whitening --ae runs/ae_tiny --data "$DATA/train"
 .venv/bin/python -m engine.train.autoencoder export runs/ae_tiny runs/ae_tiny/export
 AE_EXPORT=runs/ae_tiny/export
+fi
+# 2b. the low-band autoencoder: the bass pitch read from a long STFT's magnitudes, the latent kept smooth (the
+#     committed one stopped at step 6,197 of these 9,000); a new latent space, so stage 3 carries a U-Net over with
+#     UNET_FROM (or trains one from scratch)
+if [ "$LOWBAND" = 1 ] && [ -n "$AE_EXPORT" ]; then
+$S train autoencoder --data "$DATA/train" --heldout "$DATA/heldout" --init-from "$AE_EXPORT" --tonal-head \
+   --lowband-fft 8192 --latent-smooth 3 --if-weight 5 --stft-resolutions 512:128,2048:512,8192:2048 --wave-weight 1 \
+   --seconds 1.0 --batch 4 --lr 4e-4 --decay-steps 9000 --lr-min 1e-4 --steps 9000 --device "$DEVICE" \
+   --out runs/ae_lowband --resume
+$S train whitening --ae runs/ae_lowband --data "$DATA/train"
+.venv/bin/python -m engine.train.autoencoder export runs/ae_lowband runs/ae_lowband/export
+AE_EXPORT=runs/ae_lowband/export
 fi
 INIT_ARGS=(--ae "$AE_EXPORT")
 [ -n "$INIT_MODEL" ] && INIT_ARGS=(--ae "$INIT_MODEL" --init-unet)

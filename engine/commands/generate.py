@@ -129,7 +129,7 @@ def sampling_options(args: argparse.Namespace) -> dict[str, Any]:
     pipeline default)."""
     opts = {"seed": args.seed, "steps": args.steps, "sampler": args.sampler, "cfg": args.cfg,
             "negative_prompt": args.negative_prompt, "grid_offset": args.grid_offset,
-            "chords": args.chords, "chord_beats": args.chord_beats}
+            "chords": args.chords, "chord_beats": args.chord_beats, "chord_cfg": args.chord_cfg}
     return {k: v for k, v in opts.items() if v is not None}
 
 
@@ -147,6 +147,8 @@ def _common(p: argparse.ArgumentParser, prompt_required: bool = False) -> None:
                    help='chord symbols, one a bar from the grid\'s downbeat ("Am F C G"; "none": no chords). Default: '
                         'planned from the prompt\'s key for a generation, the input folder\'s for inpaint/continue')
     p.add_argument("--chord-beats", type=float, default=None, help="beats per chord of --chords (default 4)")
+    p.add_argument("--chord-cfg", type=float, default=None, metavar="W",
+                   help="guidance scale of the chords apart from the text's (default 6; = --cfg: plain guidance)")
     p.add_argument("--model", default=None, help="checkpoint dir, hub id, or config name (tiny, jen1-composer)")
     p.add_argument("--out", required=True, help="output folder")
 

@@ -43,6 +43,11 @@ def register(sub: Any, groups: dict[str, argparse._SubParsersAction]) -> None:
     ae.add_argument("--if-weight", type=float, default=0.0,
                     help="tonal path: weight of its frequency and gate supervision from the input's "
                          "phase-vocoder frequencies (0 = off)")
+    ae.add_argument("--lowband-fft", type=int, default=None, metavar="N",
+                    help="add the encoder's low-band features: log-magnitudes of an N-point STFT below 400 Hz "
+                         "(e.g. 8192), a phase-free reading of the bass pitch")
+    ae.add_argument("--latent-smooth", type=float, default=0.0, metavar="W",
+                    help="weight of the mean squared frame-to-frame latent difference (0 = off)")
     ae.add_argument("--freeze-encoder", action="store_true",
                     help="train only the decoder, so the latent space and U-Nets trained on it stay valid")
     ae.add_argument("--init-from", default=None, metavar="DIR",
@@ -86,7 +91,8 @@ def _train_autoencoder(args: argparse.Namespace) -> int:
                         eval_minutes=args.eval_minutes, eval_clips=args.eval_clips, heldout=args.heldout,
                         resume=args.resume, init_from=args.init_from,
                         complex_weight=args.complex_weight, if_weight=args.if_weight, freeze_encoder=args.freeze_encoder,
-                        tonal_head=True if args.tonal_head else None,
+                        tonal_head=True if args.tonal_head else None, lowband_fft=args.lowband_fft,
+                        latent_smooth=args.latent_smooth,
                         **({"stft_resolutions": args.stft_resolutions} if args.stft_resolutions else {}))
     result = AutoencoderTrainer(opts).run()
     print("final:", " ".join(f"{k}={v:.4g}" for k, v in sorted(result.items())))

@@ -5,6 +5,15 @@ unconditional text (the empty caption, or the negative prompt when one is given)
     eps = eps_uncond + w * (eps_cond - eps_uncond)
 
 ``w = 1`` is plain conditional sampling and skips the unconditional half.
+
+Chord guidance: a model with a chord track can weigh the chords apart from the text, as InstructPix2Pix
+(Brooks et al. 2023, eq. 3) weighs its two conditions: three branches in one forward, the full condition
+(text + chords), the text without chords and the unconditional one,
+
+    eps = eps_uncond + w * (eps_text - eps_uncond) + w_c * (eps_full - eps_text)
+
+``w_c = w`` is plain guidance of the full condition (two branches). Training drops the chords alone in a
+share of the captioned items (``--chord-dropout``), so the text-only branch is one the model was trained on.
 """
 
 from __future__ import annotations
@@ -45,14 +54,34 @@ def encode_guidance_text(encode: Callable[[list[str]], tuple[Tensor, Tensor]], c
     return GuidanceText(states=states, mask=mask.bool(), scale=float(scale), attrs=attribute_tensor(prompts))
 
 
-def guided_eps(forward: Callable[[Tensor, Tensor], Tensor], x: Tensor, t: Tensor, scale: float) -> Tensor:
-    """One batched forward for both branches.
+def uses_chord_guidance(scale: float, chord_scale: float | None) -> bool:
+    """Whether the chords get a weight of their own (three branches, or two when ``scale == 1``)."""
+    return chord_scale is not None and float(chord_scale) != float(scale)
 
-    ``forward(x, t) -> eps`` takes the doubled batch; ``x``: (B, C, F), ``t``: (B, k).
+
+def guidance_branches(scale: float, chord_scale: float | None) -> int:
+    """How many branches one guided forward holds: 1, 2 (cond, uncond / full, text) or 3 (full, text, uncond)."""
+    if uses_chord_guidance(scale, chord_scale):
+        return 3 if uses_guidance(scale) else 2
+    return 2 if uses_guidance(scale) else 1
+
+
+def guided_eps(forward: Callable[[Tensor, Tensor], Tensor], x: Tensor, t: Tensor, scale: float,
+               chord_scale: float | None = None) -> Tensor:
+    """One batched forward for every branch.
+
+    ``forward(x, t) -> eps`` takes the batch repeated :func:`guidance_branches` times, in the order cond,
+    uncond (plain guidance) or full, text-only[, uncond] (chord guidance); ``x``: (B, C, F), ``t``: (B, k).
     Returns the guided eps for the ``B`` inputs.
     """
-    if not uses_guidance(scale):
+    n = guidance_branches(scale, chord_scale)
+    if n == 1:
         return forward(x, t)
-    eps = forward(torch.cat([x, x], dim=0), torch.cat([t, t], dim=0))  # (2B, C', F)
-    cond, uncond = eps.chunk(2, dim=0)
-    return uncond + float(scale) * (cond - uncond)
+    eps = forward(torch.cat([x] * n, dim=0), torch.cat([t] * n, dim=0))  # (nB, C', F)
+    parts = eps.chunk(n, dim=0)
+    if not uses_chord_guidance(scale, chord_scale):
+        cond, uncond = parts
+        return uncond + float(scale) * (cond - uncond)
+    full, text = parts[0], parts[1]
+    base = text if n == 2 else parts[2] + float(scale) * (text - parts[2])
+    return base + float(chord_scale) * (full - text)

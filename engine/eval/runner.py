@@ -73,6 +73,7 @@ class EvalOptions:
     classifier_items: int = 64  # train items used to fit the classifier
     device: str = "cpu"
     chords: bool = True  # False: generate without chords (a model with a chord track: the ablation)
+    chord_cfg: float | None = None  # chord guidance scale; None: the pipeline's default (DEFAULT_CHORD_CFG)
 
     def validate(self) -> None:
         if self.n < 1:
@@ -224,6 +225,8 @@ def run_eval(opts: EvalOptions, model: Any = None) -> dict[str, Any]:
         bpm, ref_key = item["bpm"], keyest.parse_key(item["key"], item["mode"])
         base = dict(prompt=item["caption"], steps=opts.steps, sampler=opts.sampler, cfg=opts.cfg, seed=opts.seed + i,
                     chords=None if opts.chords else "none")  # None: the pipeline plans them from the prompt
+        if opts.chord_cfg is not None:
+            base["chord_cfg"] = opts.chord_cfg
 
         # 1. joint generation: tempo, key, roles
         gen = run_pipeline(model, GenerationRequest(task="generate", stems=list(stems), num_samples=n, **base)).stems
@@ -281,7 +284,9 @@ def run_eval(opts: EvalOptions, model: Any = None) -> dict[str, Any]:
             log.info("wrote %s (top: original mix, bottom: autoencoder reconstruction)", path)
         log.info("eval item %d/%d (%s) done, %.1f s", i + 1, len(items), item["id"], time.monotonic() - t0)
     chords = "planned" if opts.chords and getattr(model.unet, "chord_track", None) is not None else "none"
-    return {**acc.reduce(), "n": len(items), "model_hash": model.hash, "chords": chords}
+    chord_cfg = opts.chord_cfg if opts.chord_cfg is not None else GenerationRequest.chord_cfg
+    return {**acc.reduce(), "n": len(items), "model_hash": model.hash, "chords": chords,
+            "cfg": opts.cfg, "chord_cfg": chord_cfg if chords == "planned" else None}
 
 
 def format_table(result: dict[str, Any]) -> str:

@@ -23,6 +23,16 @@ phase-vocoder frequencies and how steady they are: :func:`instantaneous_deviatio
 integrated phase takes the deviations without gradient, since its sensitivity to them grows with every frame. It
 starts at the first decoded frame, so a decode is exact only as a whole (the pipeline decodes whole spans).
 
+Low band (``lowband_fft``): with 37.5 Hz bins the main features tell bass notes a semitone apart only by how
+their phase turns from frame to frame, and an encoder that passes that on writes the bass pitch into the latent
+as an oscillation near the latent's own Nyquist rate (75 Hz), whose phase a diffusion model cannot predict at
+high noise: generated bass lines lose their notes (``docs/MODEL_CARD.md``). The low-band features are the
+log-magnitudes of a long STFT (8192 points: 5.9 Hz bins) below ``lowband_hz``, a steady, phase-free reading of
+the bass pitch, added through a zero-initialised 1x1 projection (an autoencoder fine-tuned with it starts as the
+same function). Training can then ask for a smooth latent (``--latent-smooth``: the mean squared frame-to-frame
+difference), which moves the pitch from phase motion to these features; the decoder's tonal path synthesises a
+steady partial at any frequency from a steady latent.
+
 The latent is bounded in (-1, 1) by tanh so whitening and diffusion see a well-scaled space.
 Training-time latent masking (JEN-1: p = 5% of latent frames) zeroes whole frames before the decoder.
 K = n_fft // 2 + 1 frequency bins.
@@ -164,6 +174,19 @@ class AudioAutoencoder(nn.Module):
         self.enc_blocks = nn.ModuleList(
             ConvNeXtBlock(h, cfg.kernel_size, 1.0 / max(1, cfg.encoder_depth)) for _ in range(cfg.encoder_depth))
         self.enc_out_norm = ChannelNorm(h)
+        self.low_stft: SameSTFT | None = None
+        self.enc_low: nn.Conv1d | None = None
+        if cfg.lowband_fft:
+            if cfg.lowband_fft < cfg.hop or (cfg.lowband_fft - cfg.hop) % 2:
+                raise ConfigMismatch(f"lowband_fft {cfg.lowband_fft} must be >= hop {cfg.hop} with even difference")
+            self.low_bins = int(cfg.lowband_hz * cfg.lowband_fft / cfg.sample_rate) + 1
+            if not 1 <= self.low_bins <= cfg.lowband_fft // 2 + 1:
+                raise ConfigMismatch(f"lowband_hz {cfg.lowband_hz} gives {self.low_bins} bins")
+            self.low_stft = SameSTFT(cfg.lowband_fft, cfg.hop)
+            self.enc_low = nn.Conv1d(c * self.low_bins, h, 1)
+            with torch.no_grad():
+                self.enc_low.weight.zero_()
+                self.enc_low.bias.zero_()
         self.to_latent = nn.Conv1d(h, cfg.latent_dim, 1)
         # decoder
         self.dec_in = nn.Conv1d(cfg.latent_dim, h, cfg.kernel_size, padding=cfg.kernel_size // 2)
@@ -202,6 +225,14 @@ class AudioAutoencoder(nn.Module):
         feats = torch.cat([logmag * 0.25, comp.real, comp.imag], dim=1)  # (B*C, 3K, F)
         return feats.reshape(b, c * 3 * self.bins, spec.shape[-1])
 
+    def lowband_features(self, audio: Tensor) -> Tensor:
+        """audio (B, C, N) -> long-STFT log-magnitudes below ``lowband_hz`` (B, C*K_low, F), same framing."""
+        b, c, n = audio.shape
+        frames = self.num_frames(n)
+        spec = self.low_stft(F.pad(audio, (0, frames * self.hop - n)).reshape(b * c, frames * self.hop))
+        logmag = torch.log(spec[:, : self.low_bins].abs().clamp_min(1e-5)) * 0.25
+        return logmag.reshape(b, c * self.low_bins, frames)
+
     @torch.no_grad()
     def init_output_bias(self, audio: Tensor) -> None:
         """Set the head's log-magnitude bias to the per-bin median log-magnitude of ``audio`` (B, C, N).
@@ -218,7 +249,10 @@ class AudioAutoencoder(nn.Module):
     def encode(self, audio: Tensor) -> Tensor:
         """audio (B, 2, N) -> latent (B, latent_dim, ceil(N / 320)), values in (-1, 1)."""
         self._check_audio(audio)
-        h = self.enc_norm(self.enc_in(self.features(audio)))  # (B, h, F)
+        h = self.enc_in(self.features(audio))  # (B, h, F)
+        if self.enc_low is not None:
+            h = h + self.enc_low(self.lowband_features(audio))
+        h = self.enc_norm(h)
         for blk in self.enc_blocks:
             h = blk(h)
         return torch.tanh(self.to_latent(self.enc_out_norm(h)))  # (B, D, F)

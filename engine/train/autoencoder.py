@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from engine.config import SAMPLE_RATE, AutoencoderConfig, get_config
+from engine.config import SAMPLE_RATE, AutoencoderConfig, autoencoder_config_dict, get_config
 from engine.models.autoencoder import ENCODER_PREFIXES, AudioAutoencoder, instantaneous_deviation, steadiness
 from engine.models.losses import (DEFAULT_RESOLUTIONS, MultiResolutionSTFTLoss, compressed_complex_loss,
                                   log_spectral_distance, si_sdr, waveform_l1)
@@ -69,6 +69,8 @@ class TrainOptions:
     stft_resolutions: tuple[tuple[int, int], ...] = DEFAULT_RESOLUTIONS  # (n_fft, hop) of the MR-STFT loss
     init_from: str | None = None  # start from this run folder's EMA weights or an exported autoencoder
     tonal_head: bool | None = None  # None: the config's; True adds the tonal path (engine.models.autoencoder)
+    lowband_fft: int | None = None  # None: the config's; e.g. 8192 adds the encoder's low-band features
+    latent_smooth: float = 0.0  # weight of the mean squared frame-to-frame latent difference (0 = off)
     freeze_encoder: bool = False  # train the decoder only: the latent space (and a U-Net trained on it) stays valid
     device: str = "auto"
     threads: int = 2
@@ -115,6 +117,8 @@ class AutoencoderTrainer:
         self.cfg = cfg or get_config(opts.config).autoencoder
         if opts.tonal_head is not None:
             self.cfg = dataclasses.replace(self.cfg, tonal_head=opts.tonal_head)
+        if opts.lowband_fft is not None:
+            self.cfg = dataclasses.replace(self.cfg, lowband_fft=opts.lowband_fft)
         self.model = AudioAutoencoder(self.cfg).to(self.device)
         self.ema = EMA(self.model, opts.ema_decay)
         decay, no_decay = [], []
@@ -157,11 +161,12 @@ class AutoencoderTrainer:
     def init_weights_from(self, source: str | Path) -> None:
         """Fine-tuning start: the (EMA) weights of a run folder or an exported autoencoder of the same config."""
         trained = load_trained(source, ema=True)
-        if dataclasses.replace(trained.cfg, tonal_head=self.cfg.tonal_head) != self.cfg:
+        if dataclasses.replace(trained.cfg, tonal_head=self.cfg.tonal_head, lowband_fft=self.cfg.lowband_fft,
+                               lowband_hz=self.cfg.lowband_hz) != self.cfg:
             raise InvalidArgument(f"--init-from {source}: trained with {trained.cfg}, not {self.cfg}")
         result = self.model.load_state_dict(trained.state_dict(), strict=False)
-        new = [k for k in result.missing_keys if not k.startswith("tonal.")]
-        if new or result.unexpected_keys:  # a tonal path may be added to a model without one, not dropped
+        new = [k for k in result.missing_keys if not k.startswith(("tonal.", "enc_low."))]
+        if new or result.unexpected_keys:  # a tonal path or low band may be added, not dropped
             raise InvalidArgument(f"--init-from {source}: missing {new}, unexpected {result.unexpected_keys}")
         log.info("initialised from %s (step %s)", source, getattr(trained, "trained_step", "?"))
 
@@ -190,6 +195,9 @@ class AutoencoderTrainer:
         terms["wave_l1"] = wave
         terms["latent_l2"] = lat
         terms["total"] = terms["loss"] + self.opts.wave_weight * wave + self.opts.latent_l2 * lat
+        if self.opts.latent_smooth:
+            terms["latent_diff"] = (z[..., 1:] - z[..., :-1]).square().mean()
+            terms["total"] = terms["total"] + self.opts.latent_smooth * terms["latent_diff"]
         if self.opts.if_weight and deviation is not None:
             terms["if"], terms["gate"] = tonal_losses(self.model, audio, *deviation)
             terms["total"] = terms["total"] + self.opts.if_weight * (terms["if"] + terms["gate"])
@@ -281,7 +289,7 @@ class AutoencoderTrainer:
         log.info("autoencoder %.2fM params (%.1f MB fp32), %d files, batch %d x %.2f s, device %s, %d threads",
                  params / 1e6, params * 4 / 2**20, len(self.data), opts.batch, opts.seconds, self.device,
                  torch.get_num_threads())
-        (self.run_dir / AE_CONFIG).write_text(json.dumps(dataclasses.asdict(self.cfg), indent=2))
+        (self.run_dir / AE_CONFIG).write_text(json.dumps(autoencoder_config_dict(self.cfg), indent=2))
         clips, from_heldout = self._heldout_clips()
         ckpt_timer, eval_timer = CheckpointTimer(opts.ckpt_minutes * 60), CheckpointTimer(opts.eval_minutes * 60)
         progress = Progress(opts.steps, initial=self.step_count, desc="autoencoder", log_every=opts.log_every,
@@ -295,7 +303,8 @@ class AutoencoderTrainer:
                 last = self.step(audio)
                 if not math.isfinite(last["total"]):
                     raise InvalidArgument(f"loss became {last['total']} at step {self.step_count}; lower --lr")
-                progress.update(1, loss=last["total"], lsd=last["lsd_db"], wave=last["wave_l1"])
+                progress.update(1, loss=last["total"], lsd=last["lsd_db"], wave=last["wave_l1"],
+                                **({"ldiff": last["latent_diff"]} if "latent_diff" in last else {}))
                 if eval_timer.due():
                     if not from_heldout:
                         clips, from_heldout = self._heldout_clips()
@@ -380,7 +389,7 @@ def export(run_dir: str | Path, out_dir: str | Path, whitening_data: str | Path 
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     save_file(tensors, str(out_dir / AE_WEIGHTS), metadata={"format": "pt", "step": str(step)})
     written.append(out_dir / AE_WEIGHTS)
-    (out_dir / AE_CONFIG).write_text(json.dumps(dataclasses.asdict(model.cfg), indent=2))
+    (out_dir / AE_CONFIG).write_text(json.dumps(autoencoder_config_dict(model.cfg), indent=2))
     written.append(out_dir / AE_CONFIG)
     if not (out_dir / "config.json").exists():
         base = get_config("tiny")

@@ -197,3 +197,48 @@ def test_instantaneous_deviation_reads_a_partial_between_bins() -> None:
     adv = torch.angle(torch.polar(torch.ones_like(phase[0, 7, 1:]), phase[0, 7, 1:] - phase[0, 7, :-1]))
     ref = torch.angle(spec[0, 7, 1:] * spec[0, 7, :-1].conj())
     assert (torch.polar(torch.ones_like(adv), adv) - torch.polar(torch.ones_like(ref), ref))[mid].abs().max() < 1e-3
+
+
+def _bass_tone(hz: float, phase: float = 0.0, seconds: float = 1.0) -> torch.Tensor:
+    t = torch.arange(int(seconds * 48000)) / 48000.0
+    x = 0.3 * torch.sin(2 * math.pi * hz * t + phase)
+    return torch.stack([x, x])[None]  # (1, 2, N)
+
+
+def test_low_band_reads_bass_pitch_without_phase_and_starts_at_zero() -> None:
+    torch.manual_seed(0)
+    plain_cfg = AutoencoderConfig(latent_dim=8, hidden=32, encoder_depth=1, decoder_depth=1)
+    low_cfg = AutoencoderConfig(latent_dim=8, hidden=32, encoder_depth=1, decoder_depth=1, lowband_fft=8192)
+    plain, low = AudioAutoencoder(plain_cfg).eval(), AudioAutoencoder(low_cfg).eval()
+    result = low.load_state_dict(plain.state_dict(), strict=False)
+    assert sorted(result.missing_keys) == ["enc_low.bias", "enc_low.weight"] and not result.unexpected_keys
+    assert low.low_bins == int(400.0 * 8192 / 48000) + 1 == 69
+    a1, a1_shifted, bb1 = _bass_tone(55.0), _bass_tone(55.0, phase=1.3), _bass_tone(58.27)  # A1, A1, Bb1
+    with torch.no_grad():
+        f = low.lowband_features(a1)
+        assert f.shape == (1, 2 * 69, 150)
+        mid = f[0, :69, 50:100]  # left channel, frames away from the edges
+        assert int(mid.mean(dim=1).argmax()) == round(55.0 * 8192 / 48000)  # bin 9: 52.7-58.6 Hz
+        assert int(low.lowband_features(bb1)[0, :69, 50:100].mean(dim=1).argmax()) == round(58.27 * 8192 / 48000)
+        # a phase-free reading: the same note at another phase gives the same magnitudes around its peak
+        near = slice(7, 12)
+        torch.testing.assert_close(low.lowband_features(a1_shifted)[0, near, 50:100], f[0, near, 50:100],
+                                   atol=0.02, rtol=0)
+        torch.testing.assert_close(low.encode(a1), plain.encode(a1))  # zero-initialised: the same function
+        low.enc_low.weight.normal_(0.0, 0.1)
+        assert not torch.allclose(low.encode(a1), plain.encode(a1))
+    with pytest.raises(ConfigMismatch, match="lowband_fft"):
+        AudioAutoencoder(AutoencoderConfig(lowband_fft=1001))
+
+
+def test_autoencoder_fields_added_later_stay_out_of_the_json_until_used() -> None:
+    import dataclasses
+
+    from engine.config import ModelConfig
+
+    cfg = tiny()
+    assert "lowband_fft" not in cfg.to_dict()["autoencoder"]  # older checkpoints re-save to the same bytes
+    assert ModelConfig.from_json(cfg.to_json()) == cfg
+    low = dataclasses.replace(cfg, autoencoder=dataclasses.replace(cfg.autoencoder, lowband_fft=8192))
+    assert low.to_dict()["autoencoder"]["lowband_fft"] == 8192
+    assert ModelConfig.from_json(low.to_json()) == low

@@ -243,3 +243,32 @@ def test_studio_captions_read_as_their_own_genre() -> None:
         hits += genre_of(caption_for(meta, seed)) == arr.genre
         total += 1
     assert hits / total >= 0.98, (hits, total)
+
+
+def test_chord_guidance_runs_full_text_only_and_unconditional_branches(tiny_model, monkeypatch) -> None:
+    seen: list[dict] = []
+    forward = tiny_model.unet.forward
+
+    def spy(x, t, text, text_mask=None, **kw):
+        seen.append({"batch": x.shape[0], "text": text.clone(), "chords": kw["chords"], "attrs": kw["attrs"]})
+        return forward(x, t, text, text_mask, **kw)
+
+    monkeypatch.setattr(tiny_model.unet, "forward", spy)
+    guided = run_pipeline(tiny_model, _req(chord_cfg=6.0)).manifest
+    assert guided["chord_cfg"] == 6.0 and guided["chords_source"] == "planned"
+    assert [s["batch"] for s in seen] == [3] * len(seen) and seen
+    call = seen[0]
+    harmony = plan_chords("funk at 100 bpm in E minor", seed=5)
+    want = chord_features(harmony, 100.0, 0.0, call["chords"].shape[-1], FRAME_S)
+    torch.testing.assert_close(call["chords"][0], want.to(call["chords"].dtype))  # full: text + chords
+    assert not call["chords"][1:].any()  # text-only and unconditional: no chords
+    torch.testing.assert_close(call["text"][0], call["text"][1])  # the full prompt in both conditioned branches
+    assert not torch.equal(call["text"][0], call["text"][2])  # the unconditional caption in the third
+    torch.testing.assert_close(call["attrs"][0], call["attrs"][1])
+    for kw, batch in ((dict(chord_cfg=3.0), 2), (dict(chord_cfg=6.0, chords="none"), 2), (dict(chord_cfg=6.0, cfg=1.0), 2)):
+        seen.clear()
+        manifest = run_pipeline(tiny_model, _req(**kw)).manifest
+        assert {s["batch"] for s in seen} == {batch}, kw
+        assert manifest["chord_cfg"] == (6.0 if kw.get("cfg") == 1.0 else None), kw
+    with pytest.raises(InvalidArgument, match="chord_cfg"):
+        run_pipeline(tiny_model, _req(chord_cfg=float("nan")))

@@ -41,3 +41,26 @@ def test_latest_checkpoint_learned_its_chord_track() -> None:
     model = StemforgeModel.from_pretrained(LATEST)
     assert model.config.unet.chord_conditioning and model.unet.chord_track is not None
     assert all(float(conv.weight.abs().max()) > 1e-3 for conv in model.unet.chord_track.proj)
+
+
+def _held_note_motion(ae, hz: float) -> float:
+    """Frame-to-frame motion of the latent of a held five-harmonic note: temporal variance / mean square."""
+    import math
+
+    t = torch.arange(48000) / 48000.0
+    x = sum(torch.sin(2 * math.pi * hz * h * t) / h for h in range(1, 6)) * 0.2
+    with torch.inference_mode():
+        z = ae.encode(torch.stack([x, x])[None])[0, :, 20:-20]
+    return float((z - z.mean(dim=1, keepdim=True)).square().mean() / z.square().mean())
+
+
+def test_low_band_autoencoder_holds_a_bass_note_with_a_steady_latent() -> None:
+    """The low-band autoencoder (docs/MODEL_CARD.md) carries bass pitch without phase motion in its latent."""
+    from engine.train.autoencoder import load_trained
+
+    low = load_trained(REPO / "checkpoints" / "autoencoder-tiny-lowband")
+    tonal = load_trained(REPO / "checkpoints" / "autoencoder-tiny-tonal")
+    assert low.cfg.lowband_fft == 8192 and low.cfg.tonal_head and low.enc_low is not None
+    assert float(low.enc_low.weight.detach().abs().max()) > 1e-3  # trained off its zero start
+    for hz in (55.0, 110.0):  # A1, A2
+        assert _held_note_motion(low, hz) < 0.5 * _held_note_motion(tonal, hz)

@@ -57,9 +57,11 @@ def test_joint_generation_exact_lengths_and_mix(tiny_model) -> None:
     assert m["frames"] == N and m["task"] == "generate" and m["stems_generated"] == stems
     assert m["seed"] == 7 and m["steps"] == 2 and m["sampler"] == "dpmpp-2m" and m["trained"] is False
     assert "100" in m["full_prompt"] and "bass" in m["full_prompt"]
-    # guided: one forward per step, batch 2 (cond + uncond), all stems at the same t, bidirectional
-    assert [c["batch"] for c in rec.calls] == [2, 2]
-    assert rec.calls[0]["t"].shape == (2, 4) and bool((rec.calls[0]["t"] == 1000).all())
+    # guided: one forward per step, all stems at the same t, bidirectional; a key in the prompt: chords planned
+    # and guided apart, so the batch is 3 (full, text-only, unconditional)
+    assert m["chords_source"] == "planned" and m["chord_cfg"] == 6.0
+    assert [c["batch"] for c in rec.calls] == [3, 3]
+    assert rec.calls[0]["t"].shape == (3, 4) and bool((rec.calls[0]["t"] == 1000).all())
     assert not any(c["causal"] for c in rec.calls)
 
 
@@ -111,7 +113,7 @@ def test_guidance_off_is_single_batch(tiny_model) -> None:
 
 def test_tempo_and_key_reach_the_unet_in_the_conditional_branch_only(tiny_model) -> None:
     with UNetCalls(tiny_model.unet) as rec:
-        run_pipeline(tiny_model, req(cfg=3.0, steps=2, bpm=96, key="F#m"))
+        run_pipeline(tiny_model, req(cfg=3.0, chord_cfg=3.0, steps=2, bpm=96, key="F#m"))  # plain: 2 branches
     assert len(rec.calls) == 2
     for call in rec.calls:
         a = call["attrs"]
@@ -119,7 +121,7 @@ def test_tempo_and_key_reach_the_unet_in_the_conditional_branch_only(tiny_model)
         assert a[0].tolist() == [96.0, 18.0]  # conditional: the request's tempo and key (F# minor = 6 + 12)
         assert torch.isnan(a[1, 0]) and a[1, 1] == -1  # unconditional branch: unknown
     with UNetCalls(tiny_model.unet) as rec:
-        run_pipeline(tiny_model, req(cfg=1.0, steps=1, prompt="house at 124 BPM in A minor"))
+        run_pipeline(tiny_model, req(cfg=1.0, chord_cfg=1.0, steps=1, prompt="house at 124 BPM in A minor"))
     assert rec.calls[0]["attrs"].tolist() == [[124.0, 21.0]]  # read off the prompt text itself
 
 

@@ -123,3 +123,26 @@ def test_guidance_is_one_batched_forward() -> None:
     batches.clear()
     guided_eps(lambda x, t: (batches.append(x.shape[0]), x)[1], x, torch.zeros(2, 4), 1.0)
     assert batches == [2]
+
+
+def test_chord_guidance_weighs_the_chords_apart_from_the_text() -> None:
+    """Branches full / text-only / unconditional in one forward: uncond + w (text - uncond) + w_c (full - text)."""
+    batches: list[int] = []
+
+    def forward(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        batches.append(x.shape[0])
+        n = 2  # B = 2 inputs per branch
+        values = [5.0, 3.0, 1.0][: x.shape[0] // n]  # full, text-only, unconditional
+        return torch.cat([torch.full_like(x[i * n:(i + 1) * n], v) for i, v in enumerate(values)])
+
+    x = torch.zeros(2, 5, 8)
+    t = torch.zeros(2, 4)
+    eps = guided_eps(forward, x, t, 2.5, chord_scale=4.0)
+    assert batches == [6] and eps.shape == (2, 5, 8)
+    torch.testing.assert_close(eps, torch.full_like(x, 1.0 + 2.5 * (3.0 - 1.0) + 4.0 * (5.0 - 3.0)))
+    batches.clear()  # text unguided (w = 1): two branches, text + w_c (full - text)
+    torch.testing.assert_close(guided_eps(forward, x, t, 1.0, chord_scale=4.0), torch.full_like(x, 3.0 + 4.0 * 2.0))
+    assert batches == [4]
+    batches.clear()  # w_c = w is plain guidance of the full condition: two branches
+    torch.testing.assert_close(guided_eps(forward, x, t, 2.5, chord_scale=2.5), torch.full_like(x, 3.0 + 2.5 * 2.0))
+    assert batches == [4]

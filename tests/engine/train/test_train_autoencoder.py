@@ -216,3 +216,31 @@ def test_instantaneous_frequency_loss_teaches_the_tonal_path_a_tone(data, tmp_pa
     assert float(torch.sigmoid(gate[0, 7, 5:-5]).mean()) > 0.3  # a held tone: the gate opens (from 0.12)
     plain = AutoencoderTrainer(_opts(data, tmp_path / "plain", if_weight=1.0), cfg=SMALL)
     assert "if" not in plain.losses(clip)  # no tonal path: nothing to teach
+
+
+def test_fine_tune_adds_the_low_band_and_the_smoothness_loss(data, tmp_path) -> None:
+    AutoencoderTrainer(_opts(data, tmp_path / "run", steps=2), cfg=SMALL).run()
+    export(tmp_path / "run", tmp_path / "export")
+    fine = AutoencoderTrainer(_opts(data, tmp_path / "fine", steps=3, init_from=str(tmp_path / "export"),
+                                    lowband_fft=8192, latent_smooth=2.0, mask_prob=0.0), cfg=SMALL)
+    assert fine.cfg.lowband_fft == 8192 and fine.model.enc_low is not None
+    clip = CropSampler(data / "heldout").fixed_clips(2, 3200)
+    plain = AutoencoderTrainer(_opts(data, tmp_path / "plain", steps=0, init_from=str(tmp_path / "export"),
+                                     mask_prob=0.0), cfg=SMALL)
+    fine.init_weights_from(tmp_path / "export")  # what run() does first
+    plain.init_weights_from(tmp_path / "export")
+    torch.manual_seed(0)
+    terms = fine.losses(clip)
+    torch.manual_seed(0)
+    base = plain.losses(clip)
+    with torch.no_grad():
+        z = fine.model.encode(clip)
+    diff = (z[..., 1:] - z[..., :-1]).square().mean()
+    torch.testing.assert_close(terms["latent_diff"], diff)
+    torch.testing.assert_close(terms["total"], base["total"] + 2.0 * diff)  # same weights until trained
+    assert "latent_diff" not in base
+    fine.run()
+    tuned = load_trained(tmp_path / "fine", ema=False)
+    assert tuned.cfg.lowband_fft == 8192
+    assert json.loads((tmp_path / "fine" / "autoencoder.json").read_text())["lowband_fft"] == 8192
+    assert tuned.state_dict()["enc_low.weight"].abs().sum() > 0  # zero at the start, trained since
