@@ -238,6 +238,7 @@ function generationFields() {
   if ($("opt-key").value.trim()) f.key = $("opt-key").value.trim();
   if ($("opt-negative").value.trim()) f.negative_prompt = $("opt-negative").value.trim();
   if ($("opt-chords").value.trim()) f.chords = $("opt-chords").value.trim();
+  if (int("opt-chord-cfg") !== undefined) f.chord_cfg = int("opt-chord-cfg");
   return f;
 }
 
