@@ -43,15 +43,16 @@ class AutoencoderConfig:
     lowband_hz: float = 400.0
 
 
-_LATER_AE_FIELDS = {"lowband_fft": 0, "lowband_hz": 400.0}  # left out of the JSON at these values
+_LATER_AE_FIELDS = ("lowband_fft", "lowband_hz")  # left out of the JSON while they hold their defaults
 
 
 def autoencoder_config_dict(cfg: AutoencoderConfig) -> dict[str, Any]:
     """The JSON fields of an autoencoder config; fields added later are left out while they hold their default, so
     an autoencoder saved before they existed re-saves to the same bytes."""
     d = dataclasses.asdict(cfg)
-    for name, default in _LATER_AE_FIELDS.items():
-        if d[name] == default:
+    defaults = {f.name: f.default for f in dataclasses.fields(AutoencoderConfig)}
+    for name in _LATER_AE_FIELDS:
+        if d[name] == defaults[name]:
             del d[name]
     return d
 

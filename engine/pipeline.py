@@ -40,7 +40,7 @@ from torch import Tensor
 from engine.audio import check_finite, to_stereo
 from engine.config import HOP, SAMPLE_RATE
 from engine.diffusion.context import in_context, region_frame_mask, unet_input
-from engine.diffusion.guidance import encode_guidance_text, guided_eps, uses_chord_guidance
+from engine.diffusion.guidance import branch_layout, encode_guidance_text, guided_eps, uses_chord_guidance
 from engine.diffusion.samplers import get_sampler
 from engine.diffusion.schedule import NoiseSchedule
 from protocol.errors import InvalidArgument, InvalidAudio, RegionError, StemforgeError, UnknownStem
@@ -382,23 +382,24 @@ def run_pipeline(model, request: GenerationRequest,
         #     branch has none, as in training, where a dropped caption drops the chords with it.
         harmony, chord_source = _harmony(model, request, build_prompt(request.prompt, bpm=request.bpm,
                                                                       key=request.key), seed)
+        has_track = getattr(model.unet, "chord_track", None) is not None
+        # chord guidance (engine.diffusion.guidance) when there are chords to follow: the branches full
+        # (text + chords), text without chords[, unconditional] instead of cond, uncond
+        chord_scale = request.chord_cfg if has_track and harmony is not None else None
+        if not uses_chord_guidance(text.scale, chord_scale):
+            chord_scale = None
+        rows, hears_chords = branch_layout(text.scale, chord_scale)
+        pick = torch.tensor(rows, device=device)
+        states, text_mask = states[pick], text_mask[pick]
+        attrs = attrs[pick] if attrs is not None else None
         chords = None
-        if getattr(model.unet, "chord_track", None) is not None:
+        if has_track:
             from engine.text.attributes import parse_bpm
             from engine.text.chords import chord_features
 
             frame_s = cfg.autoencoder.hop / cfg.autoencoder.sample_rate
             feats = chord_features(harmony, parse_bpm(full_prompt), grid_offset, frames, frame_s)[None]
-            chords = (torch.cat([feats, torch.zeros_like(feats)]) if text.guided else feats).to(device)
-        # chord guidance: branches full (text + chords), text without chords[, unconditional]
-        chord_scale = request.chord_cfg if chords is not None and harmony is not None else None
-        if uses_chord_guidance(text.scale, chord_scale):
-            rows = torch.tensor([0, 0, 1] if text.guided else [0, 0], device=device)
-            states, text_mask = states[rows], text_mask[rows]
-            attrs = attrs[rows] if attrs is not None else None
-            chords = torch.cat([feats] + [torch.zeros_like(feats)] * (len(rows) - 1)).to(device)
-        else:
-            chord_scale = None
+            chords = torch.cat([feats if on else torch.zeros_like(feats) for on in hears_chords]).to(device)
 
         # 6. Noise: one (k, D, F) draw from the seed; generated stems start from their slice, free stems
         #    keep theirs as the fixed t = T input.

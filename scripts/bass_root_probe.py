@@ -128,7 +128,7 @@ def _unet_rows(model, meta, harmony, x, n, i, gen, add, chord_cfg) -> None:
     from engine.diffusion.schedule import NoiseSchedule
     from engine.pipeline import GenerationRequest, run_pipeline
     from engine.text.attributes import attribute_tensor
-    from engine.text.chords import chord_features
+    from engine.text.chords import Harmony, chord_features
     from engine.text.prompt import build_prompt, task_prefix
 
     cfg = model.config
@@ -158,8 +158,6 @@ def _unet_rows(model, meta, harmony, x, n, i, gen, add, chord_cfg) -> None:
     kw = {} if chord_cfg is None else {"chord_cfg": chord_cfg}
     res = run_pipeline(model, GenerationRequest(task="generate", stems=list(stems), num_samples=n,
                                                 prompt=meta["caption"], steps=20, seed=i, **kw))
-    from engine.text.chords import Harmony
-
     planned = res.manifest["chords"]
     if planned is not None:
         h = Harmony(tuple(tuple(c) for c in planned["pitch_classes"]), float(planned["beats_per_chord"]))

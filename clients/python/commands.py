@@ -357,7 +357,7 @@ def _generation_options(p: argparse.ArgumentParser) -> None:
                                     'planned from the key)')
     p.add_argument("--chord-beats", type=float, help="beats per chord of --chords (default 4)")
     p.add_argument("--chord-cfg", type=float, help="guidance scale of the chords apart from the text's "
-                                                   "(default: the model's)")
+                                                   "(default 6; = --cfg: plain guidance)")
     p.add_argument("--format", choices=("pcm24", "float32"), help="WAV format of the takes")
     p.add_argument("--unit", choices=("seconds", "samples", "beats", "bars"), default="seconds",
                    help="unit of --region (bars as BAR or BAR.BEAT)")

@@ -59,11 +59,21 @@ def uses_chord_guidance(scale: float, chord_scale: float | None) -> bool:
     return chord_scale is not None and float(chord_scale) != float(scale)
 
 
+def branch_layout(scale: float, chord_scale: float | None) -> tuple[list[int], list[bool]]:
+    """The branches of one guided forward, in :func:`guided_eps`'s order: for each, the row of
+    :func:`encode_guidance_text`'s states it reads (0 the prompt, 1 the unconditional text) and whether it hears
+    the chords. Plain guidance: ([0, 1], [True, False]); chord guidance: ([0, 0, 1], [True, False, False]), or
+    ([0, 0], [True, False]) when ``scale == 1``; unguided: ([0], [True])."""
+    if uses_chord_guidance(scale, chord_scale):
+        rows = [0, 0, 1] if uses_guidance(scale) else [0, 0]
+    else:
+        rows = [0, 1] if uses_guidance(scale) else [0]
+    return rows, [i == 0 for i in range(len(rows))]
+
+
 def guidance_branches(scale: float, chord_scale: float | None) -> int:
     """How many branches one guided forward holds: 1, 2 (cond, uncond / full, text) or 3 (full, text, uncond)."""
-    if uses_chord_guidance(scale, chord_scale):
-        return 3 if uses_guidance(scale) else 2
-    return 2 if uses_guidance(scale) else 1
+    return len(branch_layout(scale, chord_scale)[0])
 
 
 def guided_eps(forward: Callable[[Tensor, Tensor], Tensor], x: Tensor, t: Tensor, scale: float,

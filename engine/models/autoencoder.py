@@ -227,11 +227,9 @@ class AudioAutoencoder(nn.Module):
 
     def lowband_features(self, audio: Tensor) -> Tensor:
         """audio (B, C, N) -> long-STFT log-magnitudes below ``lowband_hz`` (B, C*K_low, F), same framing."""
-        b, c, n = audio.shape
-        frames = self.num_frames(n)
-        spec = self.low_stft(F.pad(audio, (0, frames * self.hop - n)).reshape(b * c, frames * self.hop))
+        spec = self.frame_spectrum(audio, self.low_stft)  # (B*C, K_long, F)
         logmag = torch.log(spec[:, : self.low_bins].abs().clamp_min(1e-5)) * 0.25
-        return logmag.reshape(b, c * self.low_bins, frames)
+        return logmag.reshape(audio.shape[0], audio.shape[1] * self.low_bins, spec.shape[-1])
 
     @torch.no_grad()
     def init_output_bias(self, audio: Tensor) -> None:
@@ -295,11 +293,12 @@ class AudioAutoencoder(nn.Module):
             return wav[..., :length], deviation
         return F.pad(wav, (0, length - wav.shape[-1])), deviation
 
-    def frame_spectrum(self, audio: Tensor) -> Tensor:
-        """audio (B, C, N) -> complex STFT (B*C, K, F) in the decoder's own framing (frame t <-> latent frame t)."""
+    def frame_spectrum(self, audio: Tensor, stft: SameSTFT | None = None) -> Tensor:
+        """audio (B, C, N) -> complex STFT (B*C, K, F) in the decoder's own framing (frame t <-> latent frame t);
+        ``stft``: another window length on the same hop (the low band), default the decoder's."""
         b, c, n = audio.shape
         frames = self.num_frames(n)
-        return self.stft(F.pad(audio, (0, frames * self.hop - n)).reshape(b * c, frames * self.hop))
+        return (stft or self.stft)(F.pad(audio, (0, frames * self.hop - n)).reshape(b * c, frames * self.hop))
 
     def forward(self, audio: Tensor, mask_prob: float = 0.0,
                 generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.diffusion.guidance import guided_eps
+from engine.diffusion.guidance import branch_layout, guided_eps
 from engine.diffusion.samplers import SAMPLERS, get_sampler
 from engine.diffusion.schedule import NoiseSchedule
 from protocol.errors import InvalidArgument, JobCancelled
@@ -143,6 +143,10 @@ def test_chord_guidance_weighs_the_chords_apart_from_the_text() -> None:
     batches.clear()  # text unguided (w = 1): two branches, text + w_c (full - text)
     torch.testing.assert_close(guided_eps(forward, x, t, 1.0, chord_scale=4.0), torch.full_like(x, 3.0 + 4.0 * 2.0))
     assert batches == [4]
+    assert branch_layout(2.5, 4.0) == ([0, 0, 1], [True, False, False])  # rows of (prompt, uncond); chords
+    assert branch_layout(1.0, 4.0) == ([0, 0], [True, False])
+    assert branch_layout(2.5, 2.5) == branch_layout(2.5, None) == ([0, 1], [True, False])
+    assert branch_layout(1.0, None) == ([0], [True])
     batches.clear()  # w_c = w is plain guidance of the full condition: two branches
     torch.testing.assert_close(guided_eps(forward, x, t, 2.5, chord_scale=2.5), torch.full_like(x, 3.0 + 2.5 * 2.0))
     assert batches == [4]
