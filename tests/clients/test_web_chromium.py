@@ -157,7 +157,11 @@ def test_web_studio_in_headless_chromium(tmp_path: Path) -> None:
     assert sr == sr2 == 48000 and sf.info(result["wav_path"]).subtype == sf.info(take.path).subtype
     np.testing.assert_array_equal(got, want)
     assert "manifest_error" not in result, result.get("manifest_error")
-    assert json.loads(Path(result["manifest_path"]).read_text()) == json.loads(Path(take.manifest_path).read_text())
+    manifest = json.loads(Path(result["manifest_path"]).read_text())
+    assert manifest == json.loads(Path(take.manifest_path).read_text())
+    # the Advanced fields travel with every job: the Chord guidance field's 4.5 reached the inpainting plan
+    assert manifest["task"] == "inpaint" and manifest["parameters"]["chord_cfg"] == 4.5
+    assert manifest["parameters"]["steps"] == 2
 
     png = SCREENSHOT.read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
