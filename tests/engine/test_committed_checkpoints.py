@@ -26,16 +26,20 @@ def test_latest_checkpoint_is_the_one_evaluated_and_fits_the_package() -> None:
     assert StemforgeModel.from_pretrained(LATEST).refresh_hash() == report["model_hash"]  # a re-save: same bytes
 
 
-def test_low_band_run_is_the_one_evaluated_and_reads_the_low_band_latents() -> None:
-    run9 = REPO / "checkpoints" / "stemforge-tiny-lowband-s3500"
-    report = json.loads((REPO / "docs" / "eval" / "tiny-lowband-s3500-n32.json").read_text())
-    assert ckpt.directory_hash(run9) == report["model_hash"] and report["n"] == 32 and report["chord_cfg"] == 6.0
-    model = StemforgeModel.from_pretrained(run9)
+@pytest.mark.parametrize(("name", "report_name", "n"), [("stemforge-tiny-lowband-s3500", "tiny-lowband-s3500-n32", 32),
+                                                       ("stemforge-tiny-lowband-s13000", "tiny-lowband-s13000", 64)])
+def test_low_band_runs_are_the_ones_evaluated_and_read_the_low_band_latents(name, report_name, n) -> None:
+    run = REPO / "checkpoints" / name
+    report = json.loads((REPO / "docs" / "eval" / f"{report_name}.json").read_text())
+    assert ckpt.directory_hash(run) == report["model_hash"] and report["n"] == n and report["chord_cfg"] == 6.0
+    assert sum((run / f).stat().st_size for f in ckpt.CHECKPOINT_FILES if (run / f).is_file()) < PACKAGE_LIMIT
+    model = StemforgeModel.from_pretrained(run)
     assert model.config.autoencoder.lowband_fft == 8192 and model.autoencoder.enc_low is not None
     assert model.refresh_hash() == report["model_hash"]  # a re-save: same bytes
 
 
-@pytest.mark.parametrize("name", ["stemforge-tiny-lowband-s3500", "stemforge-tiny-chords-s19700", "stemforge-tiny-tonal-keys-s15200",
+@pytest.mark.parametrize("name", ["stemforge-tiny-lowband-s13000", "stemforge-tiny-lowband-s3500",
+                                  "stemforge-tiny-chords-s19700", "stemforge-tiny-tonal-keys-s15200",
                                   "stemforge-tiny-tonal-s11400", "stemforge-tiny-tonal-s5400",
                                   "stemforge-tiny-clock-s4600"])
 def test_trained_checkpoints_load_as_trained_float32_models(name) -> None:
