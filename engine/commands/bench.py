@@ -2,8 +2,9 @@
 
 One run measures, for the tiny model (or ``--model``) on this host:
 
-- baseline: the bare U-Net forward of exactly the batch one guided sampler step runs (2 x 1 items:
-  cond + uncond, ``k`` stems, ``seconds * 150`` frames), no pipeline around it;
+- baseline: the bare U-Net forward of exactly the batch one guided sampler step runs (one item per guidance
+  branch: cond + uncond, and a third, text without chords, when the prompt names a key so chords are planned
+  and guided with ``chord_cfg``; ``k`` stems, ``seconds * 150`` frames), no pipeline around it;
 - pipeline: ``run_pipeline`` generating 4 stems x ``--seconds`` with CFG in ``--steps`` steps: seconds per
   sampler step (from the step callbacks' clock), total wall time, real-time factor (audio seconds / wall
   seconds), and the ratio per-step / baseline-forward (the pipeline's overhead per step);
@@ -111,19 +112,23 @@ def bench_unet_flops(cfg, device, dtype, steps: int, repeats: int, device_name: 
             "cuda_max_allocated_mib": torch.cuda.max_memory_allocated() / 2**20 if cuda else None}
 
 
-def bench_pipeline(model, seconds: float, steps: int, sampler: str, cfg_scale: float) -> dict[str, Any]:
+def bench_pipeline(model, seconds: float, steps: int, sampler: str, cfg_scale: float,
+                   prompt: str = "benchmark: funk groove") -> dict[str, Any]:
     from engine.audio import num_samples
+    from engine.diffusion.guidance import guidance_branches
     from engine.pipeline import GenerationRequest, run_pipeline
 
     stamps: list[float] = []
-    req = GenerationRequest(task="generate", prompt="benchmark: funk groove", stems=list(model.config.stems),
+    req = GenerationRequest(task="generate", prompt=prompt, stems=list(model.config.stems),
                             num_samples=num_samples(seconds), seed=0, steps=steps, sampler=sampler, cfg=cfg_scale)
     t0 = time.perf_counter()
-    run_pipeline(model, req, lambda step, total, x0: stamps.append(time.perf_counter()))
+    result = run_pipeline(model, req, lambda step, total, x0: stamps.append(time.perf_counter()))
     wall = time.perf_counter() - t0
     per_step = (stamps[-1] - stamps[0]) / (len(stamps) - 1) if len(stamps) > 1 else wall
+    chord_cfg = result.manifest.get("chord_cfg")
     return {"wall_s": wall, "s_per_step": per_step, "rtf": seconds / wall,
-            "outside_sampler_s": wall - per_step * steps}
+            "outside_sampler_s": wall - per_step * steps, "chord_cfg": chord_cfg,
+            "branches": guidance_branches(cfg_scale, chord_cfg)}
 
 
 def cmd_bench_engine(args: argparse.Namespace) -> int:
@@ -137,9 +142,8 @@ def cmd_bench_engine(args: argparse.Namespace) -> int:
     device = torch.device("cuda" if torch.cuda.is_available() and args.device != "cpu" else "cpu")
     report: dict[str, Any] = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
                               "threads": torch.get_num_threads(), "seconds": args.seconds, "steps": args.steps,
-                              "sampler": args.sampler, "cfg": args.cfg}
+                              "sampler": args.sampler, "cfg": args.cfg, "prompt": args.prompt}
     frames = -(-int(round(args.seconds * SAMPLE_RATE)) // HOP)
-    batch = 2 if args.cfg != 1.0 else 1
 
     # 1. the model on the device, text encoder loaded (the daemon's worker does this once, not per request)
     t0 = time.perf_counter()
@@ -152,16 +156,18 @@ def cmd_bench_engine(args: argparse.Namespace) -> int:
     report["model"] = cfg.name
     report["trained"] = bool(getattr(model, "trained", False))
 
-    # 2. raw baseline: bare U-Net forward of one guided step's batch
+    # 2. the pipeline: 4 stems x seconds, steps, CFG (and chord guidance when the prompt names a key)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    pipe = bench_pipeline(model, args.seconds, args.steps, args.sampler, args.cfg, args.prompt)
+    report.update({f"pipeline_{k}": v for k, v in pipe.items()})
+
+    # 3. raw baseline: bare U-Net forward of the batch one of those sampler steps ran (one item per branch)
+    batch = pipe["branches"]
     inputs = unet_inputs(cfg, frames, batch, device, next(model.unet.parameters()).dtype)
     raw = time_unet(model.unet, inputs, device, args.repeats)
     report["baseline_unet_forward_s"] = raw
-
-    # 3. the pipeline: 4 stems x seconds, steps, CFG
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    pipe = bench_pipeline(model, args.seconds, args.steps, args.sampler, args.cfg)
-    report.update({f"pipeline_{k}": v for k, v in pipe.items()})
+    report["baseline_batch"] = batch
     report["pipeline_step_over_baseline"] = pipe["s_per_step"] / raw
     report["peak_rss_mib"] = _peak_rss_mib()
     if device.type == "cuda":
@@ -176,7 +182,9 @@ def cmd_bench_engine(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2))
         return 0
     print(f"bench engine: model {report['model']} (trained={report['trained']}) on {report['device']}, "
-          f"{report['threads']} threads; 4 stems x {args.seconds:g} s, {args.steps} steps {args.sampler}, cfg {args.cfg:g}")
+          f"{report['threads']} threads; 4 stems x {args.seconds:g} s, {args.steps} steps {args.sampler}, cfg {args.cfg:g}"
+          + (f", chord_cfg {pipe['chord_cfg']:g}" if pipe["chord_cfg"] is not None else ", no chords")
+          + f"; {batch} guidance branch(es) per step")
     print(f"  {'':34s}{'pipeline':>14s}{'raw U-Net':>14s}{'ratio':>8s}")
     print(f"  {'seconds per sampler step':34s}{pipe['s_per_step']:14.4f}{raw:14.4f}{pipe['s_per_step'] / raw:8.2f}")
     print(f"  {'wall seconds (whole request)':34s}{pipe['wall_s']:14.2f}{raw * args.steps:14.2f}"
@@ -203,6 +211,9 @@ def register(sub: argparse._SubParsersAction, groups: dict[str, argparse._SubPar
     p.add_argument("--steps", type=int, default=50, help="sampler steps (default 50)")
     p.add_argument("--sampler", default="dpmpp-2m")
     p.add_argument("--cfg", type=float, default=3.0)
+    p.add_argument("--prompt", default="benchmark: funk groove",
+                   help="prompt of the timed generation; one naming a key (\"funk in E minor\") plans chords and "
+                        "runs the chord guidance's third branch")
     p.add_argument("--repeats", type=int, default=5, help="timed repeats of the raw forward")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--device", default="auto", choices=("auto", "cpu"), help="auto uses CUDA when present")

@@ -197,6 +197,14 @@ def test_bench_engine_quick(use_tiny, capsys) -> None:
     assert report["baseline_unet_forward_s"] > 0 and report["pipeline_s_per_step"] > 0
     assert report["pipeline_rtf"] == pytest.approx(0.2 / report["pipeline_wall_s"])
     assert report["peak_rss_mib"] > 0
+    # no key in the default prompt: no chords, so the baseline is the cond + uncond batch
+    assert report["pipeline_chord_cfg"] is None and report["baseline_batch"] == 2
+    # a prompt naming a key plans chords and guides them apart: three branches, and the baseline runs all three
+    assert main(["bench", "engine", "--steps", "2", "--seconds", "0.2", "--repeats", "1", "--json",
+                 "--prompt", "funk at 100 bpm in E minor"]) == 0
+    keyed = json.loads(capsys.readouterr().out)
+    assert keyed["prompt"] == "funk at 100 bpm in E minor"
+    assert keyed["pipeline_chord_cfg"] == 6.0 and keyed["baseline_batch"] == 3
     assert device_peak_tflops("NVIDIA H100 80GB HBM3") == 989.0 and device_peak_tflops("NVIDIA H100 PCIe") == 756.0
     assert device_peak_tflops("some other card") is None
     import torch
