@@ -25,6 +25,9 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
+#: the timed generation's prompt: it names no key, so no chords are planned (two guidance branches a step)
+BENCH_PROMPT = "benchmark: funk groove"
+
 #: dense bf16 tensor-core peaks (TFLOP/s, no sparsity) by device-name substring, first match wins
 BF16_PEAK_TFLOPS = (("H200", 989.0), ("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("H100", 989.0), ("A100", 312.0), ("L40S", 362.0),
                     ("L4", 121.0), ("A10", 125.0), ("RTX 4090", 165.0))
@@ -113,7 +116,7 @@ def bench_unet_flops(cfg, device, dtype, steps: int, repeats: int, device_name: 
 
 
 def bench_pipeline(model, seconds: float, steps: int, sampler: str, cfg_scale: float,
-                   prompt: str = "benchmark: funk groove") -> dict[str, Any]:
+                   prompt: str = BENCH_PROMPT) -> dict[str, Any]:
     from engine.audio import num_samples
     from engine.diffusion.guidance import guidance_branches
     from engine.pipeline import GenerationRequest, run_pipeline
@@ -211,7 +214,7 @@ def register(sub: argparse._SubParsersAction, groups: dict[str, argparse._SubPar
     p.add_argument("--steps", type=int, default=50, help="sampler steps (default 50)")
     p.add_argument("--sampler", default="dpmpp-2m")
     p.add_argument("--cfg", type=float, default=3.0)
-    p.add_argument("--prompt", default="benchmark: funk groove",
+    p.add_argument("--prompt", default=BENCH_PROMPT,
                    help="prompt of the timed generation; one naming a key (\"funk in E minor\") plans chords and "
                         "runs the chord guidance's third branch")
     p.add_argument("--repeats", type=int, default=5, help="timed repeats of the raw forward")
