@@ -271,6 +271,16 @@ class StemforgeClient(TransferMixin):
                 if self.reconnect and not self._closing:
                     self._reconnector = asyncio.create_task(self._reconnect(), name="stemforge-client-reconnect")
 
+    async def _retire(self, ws: Any) -> None:
+        """A send failed on ``ws``: give its reader the moment it needs to notice the closed connection (it fails
+        the requests waiting on it and starts the reconnect), so that a retry does not take the same dead socket;
+        if the reader has not noticed within ``open_timeout``, drop the socket here."""
+        reader = self._reader
+        if self._ws is ws and reader is not None and not reader.done():
+            await asyncio.wait({reader}, timeout=self.open_timeout)
+        if self._ws is ws:
+            self._ws = None
+
     async def _reconnect(self) -> None:
         try:
             await self._ensure_connected()
@@ -350,6 +360,8 @@ class StemforgeClient(TransferMixin):
                 try:
                     await ws.send(codec.encode(out))
                 except Exception as exc:  # ConnectionClosed while sending
+                    self._pending.pop(rid, None)
+                    await self._retire(ws)
                     raise ConnectionLost(f"connection lost while sending {msg.TYPE}: {exc}") from None
                 return await asyncio.wait_for(fut, timeout or self.request_timeout)
             except TimeoutError:

@@ -272,6 +272,27 @@ def test_reconnects_after_the_daemon_restarts_and_follows_the_job(daemon: Daemon
     daemon.wait_ready(60)
 
 
+def test_a_send_on_a_dead_socket_retries_on_a_new_connection(daemon: DaemonProcess) -> None:
+    """The daemon went away and the send noticed before the reader did: the retry must not take the same socket."""
+
+    class DeadSocket:
+        async def send(self, data: Any) -> None:
+            raise ConnectionError("no close frame received or sent")
+
+    async def go() -> tuple[int, int, float]:
+        async with client(daemon, open_timeout=0.5) as c:
+            first, live = c.generation, c._ws
+            c._ws = DeadSocket()  # what the client holds until its reader sees the close
+            try:
+                rtt = await c.ping()  # idempotent: retried once, on a fresh connection
+            finally:
+                await live.close()
+            return first, c.generation, rtt
+
+    first, second, rtt = run(go(), timeout=60)
+    assert second == first + 1 and rtt > 0
+
+
 def test_unreachable_daemon_is_connection_lost() -> None:
     from daw_bridge.bench import free_port
 
