@@ -123,8 +123,22 @@ def main() -> None:
         print(f"  {s:10s} {a[:, 0].mean():.3f} / {a[:, 1].mean():.3f}")
 
 
+def one_step_x0(model, schedule, z_t: torch.Tensor, t: float, context: torch.Tensor, text, chords) -> torch.Tensor:
+    """The U-Net's data prediction (1, k, D, F) from noisy whitened latents ``z_t`` (every stem at ``t``);
+    ``text``: (states, mask, attrs) of the prompt; ``chords``: (1, 24, F) or None."""
+    from engine.diffusion.context import unet_input
+
+    states, mask, attrs = text
+    k, D, frames = z_t.shape[1:]
+    t_vec = torch.full((1, k), t)
+    inp = unet_input(z_t, context)
+    out = model.unet(inp, t_vec, states, mask.bool(), causal=False, attrs=attrs, grid_offset=0.0,
+                     chords=chords).float()
+    return schedule.x0_from_output(out, inp[:, : k * D], t_vec).reshape(1, k, D, frames)
+
+
 def _unet_rows(model, meta, harmony, x, n, i, gen, add, chord_cfg) -> None:
-    from engine.diffusion.context import in_context, unet_input
+    from engine.diffusion.context import in_context
     from engine.diffusion.schedule import NoiseSchedule
     from engine.pipeline import GenerationRequest, run_pipeline
     from engine.text.attributes import attribute_tensor
@@ -133,7 +147,7 @@ def _unet_rows(model, meta, harmony, x, n, i, gen, add, chord_cfg) -> None:
 
     cfg = model.config
     stems = tuple(cfg.stems)
-    k, D = len(stems), cfg.whitened_dim
+    k = len(stems)
     bpm = float(meta["bpm"])
     schedule = NoiseSchedule.from_config(cfg)
     with torch.inference_mode():
@@ -145,14 +159,8 @@ def _unet_rows(model, meta, harmony, x, n, i, gen, add, chord_cfg) -> None:
         chords = chord_features(harmony, bpm, 0.0, frames, 1.0 / FRAME_RATE)[None]
         context = in_context(torch.zeros_like(z0), torch.ones(1, k, frames))
         for t in LEVELS:
-            eps = torch.randn(z0.shape, generator=gen)
-            z_t = schedule.add_noise(z0, eps, float(t))
-            t_vec = torch.full((1, k), float(t))
-            inp = unet_input(z_t, context)
-            out = model.unet(inp, t_vec, states, mask.bool(), causal=False, attrs=attrs, grid_offset=0.0,
-                             chords=chords).float()
-            e = schedule.eps_from_output(out, inp[:, : k * D], t_vec).reshape(1, k, D, frames)
-            x0 = (z_t - schedule.sigma(float(t)) * e) / schedule.alpha(float(t))
+            z_t = schedule.add_noise(z0, torch.randn(z0.shape, generator=gen), float(t))
+            x0 = one_step_x0(model, schedule, z_t, float(t), context, (states, mask, attrs), chords)
             bass = model.decode_stems(x0, n)[0, 0].float().numpy()
             add(f"x0 @ t={t}", root_hits(bass, harmony, bpm))
     kw = {} if chord_cfg is None else {"chord_cfg": chord_cfg}

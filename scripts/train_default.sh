@@ -13,6 +13,7 @@ DIFF_STEPS="${DIFF_STEPS:-10000}"
 DIFF_LR="${DIFF_LR:-2e-4}"          # peak learning rate of stage 3 (linear warm-up, linear decay to 0 at DIFF_STEPS)
 DIFF_WARMUP="${DIFF_WARMUP:-200}"
 DIFF_JOINT="${DIFF_JOINT:-0.5}"     # share of items trained on full joint generation (engine/train/tasks.py)
+BASS_ROOT="${BASS_ROOT:-0}"         # weight of the bass-root loss (engine/train/bass_root.py; run 11: 0.5)
 DATA=data/studio_v1
 # Continue from what an earlier session committed instead of starting over:
 #   AE_EXPORT=checkpoints/<autoencoder export>      skip stage 2 (autoencoder + whitening)
@@ -69,7 +70,7 @@ INIT_ARGS=(--ae "$AE_EXPORT")
 
 # 3. the diffusion model (JEN-1 multi-task mix + Composer curriculum)
 $S train diffusion --data "$DIFF_DATA" "${INIT_ARGS[@]}" --steps "$DIFF_STEPS" --batch 8 \
-   --lr "$DIFF_LR" --warmup "$DIFF_WARMUP" --joint-share "$DIFF_JOINT" \
+   --lr "$DIFF_LR" --warmup "$DIFF_WARMUP" --joint-share "$DIFF_JOINT" --bass-root-weight "$BASS_ROOT" \
    --device "$DEVICE" --out runs/diffusion_tiny --resume --export runs/diffusion_tiny/export
 
 # 4. the U-Net stored in float16 (the package limit is 60 MB), then the evaluation table of the model card on

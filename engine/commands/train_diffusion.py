@@ -21,6 +21,11 @@ def register(sub: Any, groups: dict[str, argparse._SubParsersAction]) -> None:
     p.add_argument("--warmup", type=int, default=200, help="warm-up steps")
     p.add_argument("--chord-dropout", type=float, default=0.2,
                    help="share of captioned items trained without their chord track (models with chords)")
+    p.add_argument("--bass-root-weight", type=float, default=0.0,
+                   help="weight of the bass-root loss: minus the log share of the decoded predicted bass on the "
+                        "given chords' roots (engine/train/bass_root.py; default 0: off)")
+    p.add_argument("--bass-root-items", type=int, default=4,
+                   help="items a step whose predicted bass is decoded for that loss (the noisiest; default 4)")
     p.add_argument("--joint-share", type=float, default=0.0,
                    help="probability that an item trains full joint generation of every stem (default 0: the "
                         "Composer curriculum alone)")
@@ -46,7 +51,8 @@ def _run(args: argparse.Namespace) -> int:
     opts = DiffusionTrainOptions(
         data=args.data, ae=args.ae, out=args.out, config=args.config, steps=args.steps, batch=args.batch,
         seconds=args.seconds, lr=args.lr, warmup=args.warmup, joint_share=args.joint_share,
-        chord_dropout=args.chord_dropout, ema_decay=args.ema_decay, device=args.device,
+        chord_dropout=args.chord_dropout, bass_root_weight=args.bass_root_weight,
+        bass_root_items=args.bass_root_items, ema_decay=args.ema_decay, device=args.device,
         threads=args.threads, seed=args.seed, ckpt_minutes=args.ckpt_minutes, resume=args.resume,
         export=args.export, init_unet=args.init_unet,
         init_unet_from=args.init_unet_from)

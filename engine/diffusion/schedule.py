@@ -147,6 +147,14 @@ class NoiseSchedule:
         a, s = self._coefficients(t, out)
         return s * x_t.to(out.dtype) + a * out
 
+    def x0_from_output(self, out: Tensor, x_t: Tensor, t: Tensor | float) -> Tensor:
+        """The data prediction from the network output: ``alpha x_t - sigma v`` (exact at every t), or
+        ``(x_t - sigma eps) / alpha`` (alpha floored at 1e-3 near t = T, where it is ill-conditioned)."""
+        a, s = self._coefficients(t, out)
+        if self.prediction == "epsilon":
+            return (x_t.to(out.dtype) - s * out) / a.clamp_min(1e-3)
+        return a * x_t.to(out.dtype) - s * out
+
     def time_from_log_snr_half(self, lam: Tensor | float) -> Tensor:
         """Inverse of :meth:`log_snr_half` on ``[0, T]`` (bisection; lambda is non-increasing in t). float64."""
         lam = torch.as_tensor(lam, dtype=torch.float64)

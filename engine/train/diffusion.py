@@ -85,6 +85,8 @@ class DiffusionTrainOptions:
     warmup: int = 200
     joint_share: float = 0.0  # probability of full joint generation per item (engine/train/tasks.py)
     chord_dropout: float = 0.2  # share of captioned items trained without their chord track (chord_conditioning)
+    bass_root_weight: float = 0.0  # weight of the bass-root loss (engine.train.bass_root); 0: off
+    bass_root_items: int = 4  # items a step whose predicted bass is decoded for it (the noisiest basses)
     weight_decay: float = 0.1
     betas: tuple[float, float] = (0.9, 0.95)
     grad_clip: float = 1.0
@@ -108,6 +110,9 @@ class DiffusionTrainOptions:
             raise InvalidArgument(f"--joint-share must be in [0, 1], got {self.joint_share}")
         if not 0.0 <= self.chord_dropout <= 1.0:
             raise InvalidArgument(f"--chord-dropout must be in [0, 1], got {self.chord_dropout}")
+        if self.bass_root_weight < 0 or self.bass_root_items < 1:
+            raise InvalidArgument(f"--bass-root-weight must be >= 0 and --bass-root-items >= 1, got "
+                                  f"{self.bass_root_weight} / {self.bass_root_items}")
         if self.init_unet and self.init_unet_from:
             raise InvalidArgument("--init-unet and --init-unet-from are exclusive")
 
@@ -270,13 +275,35 @@ def make_prompt_fn(stems: tuple[str, ...]) -> Callable[..., str]:
 
 
 # ---- the step ------------------------------------------------------------------------------------
+@dataclass
+class BassRootTerm:
+    """The bass-root loss's parts for :func:`batch_loss` (:mod:`engine.train.bass_root`)."""
+
+    decode: Callable[[Tensor, int], Tensor]  # whitened (n, D, F) -> mono audio (n, samples), differentiable
+    weight: float
+    stem: int  # the bass track's index
+    schedule: NoiseSchedule
+    items: int = 4  # per forward group, the items with the noisiest generated bass are decoded
+
+
 def batch_loss(unet: torch.nn.Module, batch: DiffusionBatch, states: Tensor, text_mask: Tensor,
-               num_stems: int) -> Tensor:
-    """Masked MSE to ``batch.target`` (epsilon or v) over the batch, one U-Net forward per mode (bi-/unidirectional)."""
+               num_stems: int, bass_root: BassRootTerm | None = None,
+               parts: dict[str, float] | None = None) -> Tensor:
+    """Masked MSE to ``batch.target`` (epsilon or v) over the batch, one U-Net forward per mode (bi-/unidirectional).
+
+    ``bass_root`` (with ``batch.root_labels``): plus its weight x the bass-root loss
+    (:func:`engine.train.bass_root.bass_chroma_loss`) of the U-Net's data prediction of the bass track, decoded,
+    for the ``bass_root.items`` items of each forward whose generated bass is noisiest, each frame weighted by
+    the loss mask and the bass track's sigma(t)^2. ``parts`` receives ``mse`` and ``bass_root`` (the loss per
+    labelled STFT frame, sigma(t)^2-weighted, before ``bass_root.weight``)."""
+    from engine.train.bass_root import bass_chroma_loss
+
     B, C, F = batch.eps.shape
     D = C // num_stems
     attrs = attribute_tensor(batch.prompts).to(batch.eps.device)  # tempo + key of the same prompts
     total = batch.eps.new_zeros(())
+    use_root = bass_root is not None and bass_root.weight > 0 and batch.root_labels is not None
+    root_sum, root_frames = batch.eps.new_zeros(()), batch.eps.new_zeros(())
     for causal, idx in batch.mode_groups():
         offset = batch.grid_offset[idx.cpu()].to(batch.eps.device) if batch.grid_offset is not None else None
         chords = batch.chords[idx.cpu()].to(batch.eps.device) if batch.chords is not None else None
@@ -284,7 +311,28 @@ def batch_loss(unet: torch.nn.Module, batch: DiffusionBatch, states: Tensor, tex
                     attrs=attrs[idx], grid_offset=offset, chords=chords)  # (n, k*D, F)
         err = (pred.float() - batch.target[idx]).reshape(len(idx), num_stems, D, F).pow(2)
         total = total + (err * batch.loss_mask[idx][:, :, None, :]).sum()
-    return total / (batch.loss_mask.sum() * D).clamp_min(1.0)
+        if use_root:
+            t = batch.t[idx][:, bass_root.stem]
+            mask = batch.loss_mask[idx][:, bass_root.stem]
+            labels = batch.root_labels[idx.cpu()].to(batch.eps.device)
+            useful = ((mask * (labels >= 0).to(mask.dtype)).sum(dim=1) > 0).nonzero().flatten()
+            if useful.numel():
+                pick = useful[t[useful].argsort(descending=True)[: bass_root.items]]
+                s = slice(bass_root.stem * D, (bass_root.stem + 1) * D)
+                x0 = bass_root.schedule.x0_from_output(pred[pick, s].float(), batch.x[idx][pick, s], t[pick])
+                # sigma(t)^2: where the note is decided (high noise), not where the bass is still visible
+                w = mask[pick] * bass_root.schedule.sigma(t[pick]).to(mask.device, mask.dtype)[:, None] ** 2
+                loss_sum, frames = bass_chroma_loss(bass_root.decode(x0, F * HOP), labels[pick], w)
+                root_sum, root_frames = root_sum + loss_sum, root_frames + frames
+    mse = total / (batch.loss_mask.sum() * D).clamp_min(1.0)
+    if parts is not None:
+        parts["mse"] = float(mse.detach())
+    if not use_root:
+        return mse
+    ce = root_sum / root_frames.clamp_min(1.0)
+    if parts is not None:
+        parts["bass_root"] = float(ce.detach())
+    return mse + bass_root.weight * ce
 
 
 class _Laps:
@@ -343,6 +391,26 @@ class DiffusionTrainer:
         self.step = 0
         self.last_loss = float("nan")
         self.seconds_per_step = float("nan")
+        self.last_parts: dict[str, float] = {}
+        self.bass_root: BassRootTerm | None = None
+        if opts.bass_root_weight > 0:
+            self.bass_root = self._bass_root_term()
+
+    def _bass_root_term(self) -> BassRootTerm:
+        """The bass-root loss, decoding through the model's frozen autoencoder (eval mode: no latent masking)."""
+        if not self.cfg.unet.chord_conditioning or self.latents.harmony is None or "bass" not in self.cfg.stems:
+            raise InvalidArgument("--bass-root-weight needs a U-Net with a chord track, a bass stem and a corpus "
+                                  "with chords (studio renders)")
+        ae, whitening = self.model.autoencoder.to(self.device), self.model.whitening.to(self.device)
+        ae.eval().requires_grad_(False)
+        whitening.requires_grad_(False)
+
+        def decode(z: Tensor, samples: int) -> Tensor:
+            p = next(ae.parameters())
+            return ae.decode(whitening.unwhiten(z.to(p.dtype)), samples).float().mean(dim=1)
+
+        return BassRootTerm(decode, self.opts.bass_root_weight, self.cfg.stems.index("bass"), self.schedule,
+                            self.opts.bass_root_items)
 
     # ---- state ---------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -378,6 +446,14 @@ class DiffusionTrainer:
         batch.grid_offset = starts.double() * HOP / SAMPLE_RATE  # seconds from the item's first downbeat
         if self.cfg.unet.chord_conditioning:
             batch.chords = self._chord_batch(drawn, batch)
+            if self.bass_root is not None:  # the roots of the chords the U-Net is given; none where dropped
+                from engine.train.bass_root import root_labels
+
+                given = batch.chords.abs().sum(dim=(1, 2)) > 0
+                batch.root_labels = torch.stack([
+                    root_labels(self.latents.harmony[i], prompt_attributes(batch.prompts[b])[0],
+                                float(batch.grid_offset[b]), self.frames) if bool(given[b])
+                    else torch.full((self.frames,), -1, dtype=torch.int64) for b, i in enumerate(drawn)])
         batch.x, batch.t, batch.eps, batch.target, batch.loss_mask = (v.to(self.device) for v in
                                                         (batch.x, batch.t, batch.eps, batch.target, batch.loss_mask))
         return batch
@@ -424,7 +500,9 @@ class DiffusionTrainer:
             states, mask = self.text(batch.prompts)
             states, mask = states.to(self.device), mask.to(self.device)
             lap("text")
-        loss = batch_loss(self.unet, batch, states, mask, self.cfg.num_stems)
+        parts: dict[str, float] = {}
+        loss = batch_loss(self.unet, batch, states, mask, self.cfg.num_stems, self.bass_root, parts)
+        self.last_parts = parts
         lap("forward")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -459,7 +537,8 @@ class DiffusionTrainer:
                 loss = self.train_step()
                 if not np.isfinite(loss):
                     raise ModelError(f"diffusion loss became {loss} at step {self.step}")
-                progress.update(loss=loss, lr=self.scheduler.get_last_lr()[0])
+                progress.update(loss=loss, lr=self.scheduler.get_last_lr()[0],
+                                **({"root": self.last_parts["bass_root"]} if "bass_root" in self.last_parts else {}))
                 if timer.due():
                     self.save()
                     timer.mark()
@@ -482,6 +561,8 @@ class DiffusionTrainer:
         training = {"kind": "diffusion", "steps": self.step, "batch": self.opts.batch, "frames": self.frames,
                     "lr": self.opts.lr, "ema_decay": self.opts.ema_decay, "joint_share": self.opts.joint_share,
                     "items": len(self.latents),
+                    **({"bass_root_weight": self.opts.bass_root_weight, "bass_root_items": self.opts.bass_root_items}
+                       if self.bass_root is not None else {}),
                     "final_loss": self.last_loss,
                     "seconds_per_step": self.seconds_per_step if math.isfinite(self.seconds_per_step) else None,
                     "device": str(self.device), **(extra or {})}

@@ -27,7 +27,8 @@ def test_latest_checkpoint_is_the_one_evaluated_and_fits_the_package() -> None:
 
 
 @pytest.mark.parametrize(("name", "report_name", "n"), [("stemforge-tiny-lowband-s3500", "tiny-lowband-s3500-n32", 32),
-                                                       ("stemforge-tiny-lowband-s13000", "tiny-lowband-s13000", 64)])
+                                                       ("stemforge-tiny-lowband-s13000", "tiny-lowband-s13000", 64),
+                                                       ("stemforge-tiny-bassroot-s16240", "tiny-bassroot-s16240", 64)])
 def test_low_band_runs_are_the_ones_evaluated_and_read_the_low_band_latents(name, report_name, n) -> None:
     run = REPO / "checkpoints" / name
     report = json.loads((REPO / "docs" / "eval" / f"{report_name}.json").read_text())
@@ -38,7 +39,8 @@ def test_low_band_runs_are_the_ones_evaluated_and_read_the_low_band_latents(name
     assert model.refresh_hash() == report["model_hash"]  # a re-save: same bytes
 
 
-@pytest.mark.parametrize("name", ["stemforge-tiny-lowband-s13000", "stemforge-tiny-lowband-s3500",
+@pytest.mark.parametrize("name", ["stemforge-tiny-bassroot-s16240", "stemforge-tiny-lowband-s13000",
+                                  "stemforge-tiny-lowband-s3500",
                                   "stemforge-tiny-chords-s19700", "stemforge-tiny-tonal-keys-s15200",
                                   "stemforge-tiny-tonal-s11400", "stemforge-tiny-tonal-s5400",
                                   "stemforge-tiny-clock-s4600"])
@@ -49,11 +51,17 @@ def test_trained_checkpoints_load_as_trained_float32_models(name) -> None:
     assert all(p.dtype == torch.float32 for p in model.unet.parameters())
 
 
+def test_the_bass_root_run_records_its_loss() -> None:
+    """Run 11 trained with the bass-root loss (engine/train/bass_root.py) on top of run 10."""
+    meta = json.loads((REPO / "checkpoints" / "stemforge-tiny-bassroot-s16240" / ckpt.META_FILE).read_text())
+    assert meta["training"]["bass_root_weight"] == 0.5 and meta["training"]["steps"] == 3240
+
+
 def test_latest_checkpoint_learned_its_chord_track() -> None:
     """Run 8 added the chord track at zero; training moved every level's projection off zero."""
     model = StemforgeModel.from_pretrained(LATEST)
     assert model.config.unet.chord_conditioning and model.unet.chord_track is not None
-    assert all(float(conv.weight.abs().max()) > 1e-3 for conv in model.unet.chord_track.proj)
+    assert all(float(conv.weight.detach().abs().max()) > 1e-3 for conv in model.unet.chord_track.proj)
 
 
 def _held_note_motion(ae, hz: float) -> float:

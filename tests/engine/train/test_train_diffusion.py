@@ -205,6 +205,14 @@ def test_cli_smoke(tmp_path, capsys):
     out = StemforgeModel.from_pretrained(tmp_path / "out")
     assert out.trained and out.meta["training"]["steps"] == 2
     assert torch.equal(out.whitening.W, model.whitening.W.to(out.whitening.W.dtype))
+    # the bass-root loss needs chords; stem folders have none: a clear error, nothing exported
+    rc = main(["train", "diffusion", "--data", str(root), "--ae", str(tmp_path / "ae"), "--steps", "2",
+               "--batch", "2", "--seconds", "0.1", "--device", "cpu", "--threads", "1", "--out",
+               str(tmp_path / "run2"), "--export", str(tmp_path / "out2"), "--bass-root-weight", "0.5"])
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "error [invalid_argument]" in err and "--bass-root-weight needs" in err, err
+    assert not (tmp_path / "out2").exists()
 
 
 def test_sigterm_stops_after_the_step_and_saves_a_resumable_checkpoint(tmp_path, text_encoder):
