@@ -6,7 +6,8 @@ Trains (or loads, ``--probe``) the bass-root probe (:mod:`engine.train.bass_root
 (cached in ``CACHE_DIR`` as ``stemforge train diffusion`` caches them), then, for the probe's held-out items, noises
 the clean latents of the first 8 s to t and asks the U-Net for its data prediction with the item's chords, with
 the chords moved up 5 semitones, and with no chords. Prints the probe's root accuracy of the predicted bass
-against the item's roots and against the moved roots. A U-Net whose bass follows the chord track scores high
+against the item's roots and against the moved roots, and the bass-root training loss of the decoded clean bass
+against its roots and roots moved a fifth and a fourth (what the loss tells apart). A U-Net whose bass follows the chord track scores high
 against the moved roots when given the moved chords.
 """
 
@@ -43,7 +44,15 @@ def main() -> None:
     from engine.model import StemforgeModel
     from engine.text.attributes import attribute_tensor, prompt_attributes
     from engine.text.prompt import build_prompt, task_prefix
-    from engine.train.bass_root import load_probe, probe_accuracy, root_labels, save_probe, train_probe
+    from engine.train.bass_root import (
+        bass_chroma_loss,
+        load_probe,
+        probe_accuracy,
+        probe_split,
+        root_labels,
+        save_probe,
+        train_probe,
+    )
     from engine.train.diffusion import encode_corpus, open_corpus
 
     model = StemforgeModel.load(args.model, device="cpu")
@@ -51,23 +60,20 @@ def main() -> None:
     stems = tuple(cfg.stems)
     k = len(stems)
     latents = encode_corpus(model, open_corpus(args.data, stems), args.cache, torch.device("cpu"))
-    probe, stats = train_probe(latents)
-    if args.probe:
+    if args.probe:  # a probe saved by an earlier run (same corpus: its held-out items are the split below)
         probe = load_probe(args.probe)
-    if args.save_probe:
-        save_probe(probe, args.save_probe, stats)
-    print("probe:", {k_: round(v, 3) for k_, v in stats.items()})
-    # the probe's held-out items: train_probe's split, recomputed (same seed, same order)
-    known = [i for i, h in enumerate(latents.harmony)
-             if h is not None and bool(latents.present[i, 0]) and prompt_attributes(latents.captions[i])[0]]
-    g = torch.Generator().manual_seed(0)
-    order = [known[j] for j in torch.randperm(len(known), generator=g).tolist()]
-    val = order[: max(1, int(round(len(order) * 0.1)))][: args.items]
+    else:
+        probe, stats = train_probe(latents)
+        print("probe:", {k_: round(v, 3) for k_, v in stats.items()})
+        if args.save_probe:
+            save_probe(probe, args.save_probe, stats)
+    val = probe_split(latents)[1][: args.items]  # the probe's held-out items
 
     schedule = NoiseSchedule.from_config(cfg)
     frames = int(8 * SAMPLE_RATE / HOP)
     gen = torch.Generator().manual_seed(1)
     rows: dict[str, list[float]] = {}
+    losses: dict[int, list[float]] = {}
     with torch.inference_mode():
         for n, i in enumerate(val):
             z0 = latents.latents[i][None, :, :, :frames].float()  # (1, k, D, F)
@@ -84,6 +90,14 @@ def main() -> None:
                         "moved": chord_features(moved, bpm, 0.0, frames, HOP / SAMPLE_RATE)[None],
                         "none": None}
             rows.setdefault("clean", []).append(probe_accuracy(probe, z0[:, 0], y))
+            # the training loss on the decoded clean bass, against its roots and roots moved a fifth / a fourth
+            bass = model.decode_stems(z0, frames * HOP)[:, 0].float().mean(dim=1)  # (1, samples) mono bass
+            for shift in (0, 7, 5):
+                ys = root_labels(Harmony(tuple(tuple((c + shift) % 12 for c in ch) for ch in h.chords),
+                                         h.beats_per_chord), bpm, 0.0, frames)[None]
+                total, count = bass_chroma_loss(bass, ys, torch.ones(1, frames))
+                acc = losses.setdefault(shift, [0.0, 0.0])
+                acc[0], acc[1] = acc[0] + float(total), acc[1] + float(count)
             context = in_context(torch.zeros_like(z0), torch.ones(1, k, frames))
             for t in LEVELS:
                 z_t = schedule.add_noise(z0, torch.randn(z0.shape, generator=gen), float(t))
@@ -94,6 +108,9 @@ def main() -> None:
                         rows.setdefault(f"t={t} moved vs moved roots", []).append(
                             probe_accuracy(probe, x0[:, 0], y_moved))
             print(f"item {n + 1}/{len(val)}", flush=True)
+    print("\nbass-root loss (engine.train.bass_root.bass_chroma_loss) of the decoded clean bass, per STFT frame:")
+    print("  " + ", ".join(f"roots +{s_}: {t_ / max(c_, 1.0):.3f}" for s_, (t_, c_) in losses.items())
+          + " (uniform power: log 12 = 2.485)")
     print("\nprobe root accuracy per frame (mean over items)")
     for name, v in rows.items():
         print(f"  {name:32s} {sum(v) / len(v):.3f}")

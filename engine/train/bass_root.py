@@ -60,12 +60,16 @@ class BassRootProbe(nn.Module):
         return {"dim": self.dim, "hidden": self.hidden, "kernel": self.kernel}
 
 
+def chord_roots(track: Tensor) -> Tensor:
+    """(..., 24, F) chord track (:func:`engine.text.chords.chord_features`) -> (..., F) int64: the root per frame
+    (its rows 12-23 are the root's one-hot), -1 where the track is empty (no chord, or chords not given)."""
+    roots = track[..., 12:, :]
+    return torch.where(roots.sum(dim=-2) > 0, roots.argmax(dim=-2), -1)
+
+
 def root_labels(harmony: Any, bpm: float | None, grid_offset: float, frames: int) -> Tensor:
     """(frames,) int64: the sounding chord's root per latent frame, -1 where no chord is known."""
-    feats = chord_features(harmony, bpm, grid_offset, frames, HOP / SAMPLE_RATE)[12:]  # (12, F) root one-hot
-    labels = feats.argmax(dim=0)
-    labels[feats.sum(dim=0) == 0] = -1
-    return labels
+    return chord_roots(chord_features(harmony, bpm, grid_offset, frames, HOP / SAMPLE_RATE))
 
 
 def sample_probe_batch(latents: Any, items: list[int], batch: int, frames: int, bass: int,
@@ -89,21 +93,28 @@ def probe_accuracy(probe: BassRootProbe, z: Tensor, labels: Tensor) -> float:
     return float((pred[known] == labels[known]).float().mean()) if known.any() else float("nan")
 
 
-def train_probe(latents: Any, bass: int = 0, steps: int = 1500, batch: int = 32, frames: int = 192,
-                lr: float = 2e-3, val_share: float = 0.1, seed: int = 0) -> tuple[BassRootProbe, dict[str, float]]:
-    """Fit a :class:`BassRootProbe` on the clean bass latents of the items with known chords; returns it frozen
-    (eval mode, no gradients) and its frame accuracy on the items held out of its training (``val_share``)."""
+def probe_split(latents: Any, bass: int = 0, val_share: float = 0.1,
+                seed: int = 0) -> tuple[list[int], list[int], torch.Generator]:
+    """The items with chords, a bass and a tempo, shuffled by ``seed`` into (training, held-out) item indices;
+    and the generator, drawn once, that :func:`train_probe` goes on with."""
     if latents.harmony is None:
         raise ValueError("the bass-root probe needs a corpus with chords (studio renders)")
     known = [i for i, h in enumerate(latents.harmony)
              if h is not None and bool(latents.present[i, bass]) and prompt_attributes(latents.captions[i])[0]]
     if len(known) < 10:
         raise ValueError(f"the bass-root probe needs at least 10 items with chords and bass, got {len(known)}")
-    frames = min(frames, min(int(latents.latents[i].shape[-1]) for i in known))
     g = torch.Generator().manual_seed(seed)
     order = [known[j] for j in torch.randperm(len(known), generator=g).tolist()]
     n_val = max(1, int(round(len(order) * val_share)))
-    val, train = order[:n_val], order[n_val:]
+    return order[n_val:], order[:n_val], g
+
+
+def train_probe(latents: Any, bass: int = 0, steps: int = 1500, batch: int = 32, frames: int = 192,
+                lr: float = 2e-3, val_share: float = 0.1, seed: int = 0) -> tuple[BassRootProbe, dict[str, float]]:
+    """Fit a :class:`BassRootProbe` on the clean bass latents of the items with known chords; returns it frozen
+    (eval mode, no gradients) and its frame accuracy on the items held out of its training (``val_share``)."""
+    train, val, g = probe_split(latents, bass, val_share, seed)
+    frames = min(frames, min(int(latents.latents[i].shape[-1]) for i in train + val))
     dim = int(latents.latents[0].shape[1])
     torch.manual_seed(seed)
     probe = BassRootProbe(dim)
@@ -117,7 +128,7 @@ def train_probe(latents: Any, bass: int = 0, steps: int = 1500, batch: int = 32,
         opt.step()
         sched.step()
         if (step + 1) % 500 == 0:
-            log.info("bass-root probe: step %d/%d loss %.3f", step + 1, steps, float(loss))
+            log.info("bass-root probe: step %d/%d loss %.3f", step + 1, steps, float(loss.detach()))
     probe.eval().requires_grad_(False)
     zt, yt = sample_probe_batch(latents, train, 256, frames, bass, g)
     zv, yv = sample_probe_batch(latents, val, 256, frames, bass, g)

@@ -63,6 +63,7 @@ from engine.train.common import (
 )
 from engine.text.attributes import attribute_tensor, prompt_attributes
 from engine.text.chords import CHORD_FEATURES, chord_features
+from engine.train.bass_root import bass_chroma_loss, chord_roots
 from engine.train.tasks import DiffusionBatch, build_batch, sample_plan
 from protocol.errors import CheckpointNotFound, InvalidArgument, ModelError
 
@@ -291,18 +292,16 @@ def batch_loss(unet: torch.nn.Module, batch: DiffusionBatch, states: Tensor, tex
                parts: dict[str, float] | None = None) -> Tensor:
     """Masked MSE to ``batch.target`` (epsilon or v) over the batch, one U-Net forward per mode (bi-/unidirectional).
 
-    ``bass_root`` (with ``batch.root_labels``): plus its weight x the bass-root loss
+    ``bass_root`` (with ``batch.chords``): plus its weight x the bass-root loss
     (:func:`engine.train.bass_root.bass_chroma_loss`) of the U-Net's data prediction of the bass track, decoded,
     for the ``bass_root.items`` items of each forward whose generated bass is noisiest, each frame weighted by
     the loss mask and the bass track's sigma(t)^2. ``parts`` receives ``mse`` and ``bass_root`` (the loss per
     labelled STFT frame, sigma(t)^2-weighted, before ``bass_root.weight``)."""
-    from engine.train.bass_root import bass_chroma_loss
-
     B, C, F = batch.eps.shape
     D = C // num_stems
     attrs = attribute_tensor(batch.prompts).to(batch.eps.device)  # tempo + key of the same prompts
     total = batch.eps.new_zeros(())
-    use_root = bass_root is not None and bass_root.weight > 0 and batch.root_labels is not None
+    use_root = bass_root is not None and bass_root.weight > 0 and batch.chords is not None
     root_sum, root_frames = batch.eps.new_zeros(()), batch.eps.new_zeros(())
     for causal, idx in batch.mode_groups():
         offset = batch.grid_offset[idx.cpu()].to(batch.eps.device) if batch.grid_offset is not None else None
@@ -314,7 +313,7 @@ def batch_loss(unet: torch.nn.Module, batch: DiffusionBatch, states: Tensor, tex
         if use_root:
             t = batch.t[idx][:, bass_root.stem]
             mask = batch.loss_mask[idx][:, bass_root.stem]
-            labels = batch.root_labels[idx.cpu()].to(batch.eps.device)
+            labels = chord_roots(chords)  # the given chords' roots; -1 where none are given (dropped)
             useful = ((mask * (labels >= 0).to(mask.dtype)).sum(dim=1) > 0).nonzero().flatten()
             if useful.numel():
                 pick = useful[t[useful].argsort(descending=True)[: bass_root.items]]
@@ -446,14 +445,6 @@ class DiffusionTrainer:
         batch.grid_offset = starts.double() * HOP / SAMPLE_RATE  # seconds from the item's first downbeat
         if self.cfg.unet.chord_conditioning:
             batch.chords = self._chord_batch(drawn, batch)
-            if self.bass_root is not None:  # the roots of the chords the U-Net is given; none where dropped
-                from engine.train.bass_root import root_labels
-
-                given = batch.chords.abs().sum(dim=(1, 2)) > 0
-                batch.root_labels = torch.stack([
-                    root_labels(self.latents.harmony[i], prompt_attributes(batch.prompts[b])[0],
-                                float(batch.grid_offset[b]), self.frames) if bool(given[b])
-                    else torch.full((self.frames,), -1, dtype=torch.int64) for b, i in enumerate(drawn)])
         batch.x, batch.t, batch.eps, batch.target, batch.loss_mask = (v.to(self.device) for v in
                                                         (batch.x, batch.t, batch.eps, batch.target, batch.loss_mask))
         return batch

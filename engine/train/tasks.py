@@ -229,7 +229,6 @@ class DiffusionBatch:
     plan: TaskPlan
     grid_offset: Tensor | None = None  # (B,) float64 seconds from a downbeat to frame 0 (the beat clock); None = 0
     chords: Tensor | None = None  # (B, 24, F) chord tracks (engine.text.chords); None = none
-    root_labels: Tensor | None = None  # (B, F) int64 the given chords' roots, -1: none (engine.train.bass_root)
 
     def mode_groups(self) -> list[tuple[bool, Tensor]]:
         """``[(causal, item indices)]`` for each mode present: one U-Net forward per mode."""
