@@ -309,7 +309,7 @@ class Dispatcher:
                 "seed": msg.seed if msg.seed is not None else secrets.randbits(31),
                 "steps": msg.steps, "sampler": msg.sampler, "cfg": msg.cfg, "bpm": msg.bpm or s.bpm, "key": msg.key,
                 "chords": msg.chords, "chord_beats": msg.chord_beats, "chord_cfg": msg.chord_cfg,
-                "format": msg.format, "message": to_dict(msg)}
+                "chroma_guidance": msg.chroma_guidance, "format": msg.format, "message": to_dict(msg)}
 
     def plan_generate(self, msg: m.Generate) -> dict[str, Any]:
         s = self.session(msg.session_id)

@@ -60,6 +60,8 @@ DEFAULT_CHORD_CFG: float | None = 6.0
 CROSSFADE_SECONDS = 0.010  # inpainting edge: raised cosine, clipped to half the region
 MAX_CONTEXT_SECONDS = 10.0  # continuation: how much of the input the model sees
 MAX_STEPS = 1000
+DEFAULT_CHROMA_GUIDANCE = 1.0  # measured on run 10: docs/MODEL_CARD.md, "Chroma guidance"
+MAX_CHROMA_GUIDANCE = 10.0
 
 
 @dataclass
@@ -96,6 +98,9 @@ class GenerationRequest:
     # guidance scale of the chords apart from the text's (engine.diffusion.guidance; a model with a chord track
     # and chords to follow); None or ``cfg``: plain guidance of text + chords together
     chord_cfg: float | None = DEFAULT_CHORD_CFG
+    # chroma guidance (engine.diffusion.chroma_guidance): how far each high-noise step moves the predicted bass,
+    # instrument and melody onto the chords they follow (their roots, tones and collection); 0: off
+    chroma_guidance: float = DEFAULT_CHROMA_GUIDANCE
 
 
 @dataclass
@@ -161,6 +166,9 @@ def _validate(stems: tuple[str, ...], req: GenerationRequest) -> dict[str, np.nd
         raise InvalidArgument(f"cfg must be a finite number >= 0, got {req.cfg}")
     if req.chord_cfg is not None and (not math.isfinite(float(req.chord_cfg)) or req.chord_cfg < 0):
         raise InvalidArgument(f"chord_cfg must be a finite number >= 0, got {req.chord_cfg}")
+    if not math.isfinite(float(req.chroma_guidance)) or not 0 <= float(req.chroma_guidance) <= MAX_CHROMA_GUIDANCE:
+        raise InvalidArgument(f"chroma_guidance must be a number in [0, {MAX_CHROMA_GUIDANCE}], "
+                              f"got {req.chroma_guidance}")
     if not math.isfinite(float(req.grid_offset)):
         raise InvalidArgument(f"grid_offset must be a finite number of seconds, got {req.grid_offset}")
     get_sampler(req.sampler)  # unknown names fail before any work
@@ -394,6 +402,7 @@ def run_pipeline(model, request: GenerationRequest,
         states, text_mask = states[pick], text_mask[pick]
         attrs = attrs[pick] if attrs is not None else None
         chords = None
+        guide = None
         if has_track:
             from engine.text.attributes import parse_bpm
             from engine.text.chords import chord_features
@@ -401,6 +410,11 @@ def run_pipeline(model, request: GenerationRequest,
             frame_s = cfg.autoencoder.hop / cfg.autoencoder.sample_rate
             feats = chord_features(harmony, parse_bpm(full_prompt), grid_offset, frames, frame_s)[None]
             chords = torch.cat([feats if on else torch.zeros_like(feats) for on in hears_chords]).to(device)
+            if harmony is not None and request.chroma_guidance > 0:
+                from engine.diffusion.chroma_guidance import make_chroma_guide
+
+                guide = make_chroma_guide(model, stems, list(layout.generated), feats[0].to(device),
+                                          layout.frame_mask.to(device), nw, request.chroma_guidance, T)
 
         # 6. Noise: one (k, D, F) draw from the seed; generated stems start from their slice, free stems
         #    keep theirs as the fixed t = T input.
@@ -421,7 +435,12 @@ def run_pipeline(model, request: GenerationRequest,
             t_vec = t_template.clone()
             t_vec[:, gen_idx] = float(t)
             eps = guided_eps(unet_eps, unet_input(z, context), t_vec, text.scale, chord_scale)  # (1, k*D, F)
-            return eps.reshape(1, k, D, frames)[:, gen_idx].reshape(1, len(gen_idx) * D, frames)
+            eps = eps.reshape(1, k, D, frames)[:, gen_idx].reshape(1, len(gen_idx) * D, frames)
+            if guide is None:
+                return eps
+            a, s = float(schedule.alpha(t)), float(schedule.sigma(t))
+            x0 = guide((x - s * eps) / a, float(t), s)  # the data prediction, moved onto the chords
+            return (x - a * x0) / s
 
         # 7. Sample the generated stems from t = T to 0.
         sampler = get_sampler(request.sampler)
@@ -463,6 +482,7 @@ def run_pipeline(model, request: GenerationRequest,
         "steps": int(request.steps),
         "cfg": float(request.cfg),
         "chord_cfg": None if chord_scale is None else float(chord_scale),
+        "chroma_guidance": float(request.chroma_guidance) if guide is not None else None,
         "model": getattr(cfg, "name", None),
         "model_hash": getattr(model, "hash", None),
         "trained": bool(getattr(model, "trained", False)),

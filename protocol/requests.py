@@ -141,6 +141,7 @@ class _GenerationParams(Message):
     chords: str | None = None  # chord symbols from bar 1 ("Am F C G"); None = planned from the key; "none" = none
     chord_beats: float | None = None  # beats per chord of ``chords``; None = 4 (one a bar)
     chord_cfg: float | None = None  # guidance scale of the chords apart from the text's; None = the default (6)
+    chroma_guidance: float | None = None  # how far sampling moves the tonal stems onto the chords; None = default
     format: OutputFormat = "pcm24"  # WAV subtype of the written takes
 
     def _check(self) -> None:
@@ -164,6 +165,10 @@ class _GenerationParams(Message):
         if self.chord_cfg is not None:
             check_finite(self.chord_cfg, f"{t}.chord_cfg")
             check(0.0 <= self.chord_cfg <= 100.0, f"{t}.chord_cfg", f"must be in 0..100, got {self.chord_cfg}")
+        if self.chroma_guidance is not None:
+            check_finite(self.chroma_guidance, f"{t}.chroma_guidance")
+            check(0.0 <= self.chroma_guidance <= 10.0, f"{t}.chroma_guidance",
+                  f"must be in 0..10, got {self.chroma_guidance}")
         if self.chord_beats is not None:
             check_finite(self.chord_beats, f"{t}.chord_beats")
             check(0.25 <= self.chord_beats <= 64, f"{t}.chord_beats", f"must be in 0.25..64, got {self.chord_beats}")

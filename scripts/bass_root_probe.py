@@ -68,6 +68,7 @@ def main() -> None:
     p.add_argument("n", nargs="?", type=int, default=16)
     p.add_argument("--generate", action="store_true", help="also the U-Net rows (a model checkpoint)")
     p.add_argument("--chord-cfg", type=float, default=None)
+    p.add_argument("--chroma-guidance", type=float, default=None, help="chroma guidance of the generated row")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -111,7 +112,7 @@ def main() -> None:
         for j, s in enumerate(stems):
             lat[s].append(latent_stats(z[j].numpy()))
         if model is not None and args.generate:
-            _unet_rows(model, meta, harmony, x, n, i, gen, add, args.chord_cfg)
+            _unet_rows(model, meta, harmony, x, n, i, gen, add, args.chord_cfg, args.chroma_guidance)
         print(f"item {i + 1}/{len(metas)}", {k: f"{v[0]}/{v[1]}" for k, v in hits.items()}, flush=True)
 
     print("\nbass chord-root hits per chord segment")
@@ -137,7 +138,7 @@ def one_step_x0(model, schedule, z_t: torch.Tensor, t: float, context: torch.Ten
     return schedule.x0_from_output(out, inp[:, : k * D], t_vec).reshape(1, k, D, frames)
 
 
-def _unet_rows(model, meta, harmony, x, n, i, gen, add, chord_cfg) -> None:
+def _unet_rows(model, meta, harmony, x, n, i, gen, add, chord_cfg, chroma_guidance=None) -> None:
     from engine.diffusion.context import in_context
     from engine.diffusion.schedule import NoiseSchedule
     from engine.pipeline import GenerationRequest, run_pipeline
@@ -164,6 +165,8 @@ def _unet_rows(model, meta, harmony, x, n, i, gen, add, chord_cfg) -> None:
             bass = model.decode_stems(x0, n)[0, 0].float().numpy()
             add(f"x0 @ t={t}", root_hits(bass, harmony, bpm))
     kw = {} if chord_cfg is None else {"chord_cfg": chord_cfg}
+    if chroma_guidance is not None:
+        kw["chroma_guidance"] = chroma_guidance
     res = run_pipeline(model, GenerationRequest(task="generate", stems=list(stems), num_samples=n,
                                                 prompt=meta["caption"], steps=20, seed=i, **kw))
     planned = res.manifest["chords"]

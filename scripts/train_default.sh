@@ -14,6 +14,9 @@ DIFF_LR="${DIFF_LR:-2e-4}"          # peak learning rate of stage 3 (linear warm
 DIFF_WARMUP="${DIFF_WARMUP:-200}"
 DIFF_JOINT="${DIFF_JOINT:-0.5}"     # share of items trained on full joint generation (engine/train/tasks.py)
 BASS_ROOT="${BASS_ROOT:-0}"         # weight of the bass-root loss (engine/train/bass_root.py; run 11: 0.5)
+ROOT_POOL="${ROOT_POOL:-frame}"     # that loss per STFT frame (run 11) or per chord segment (run 12)
+TONAL="${TONAL:-0}"                 # weight of the instrument's and melody's chord-tone loss (run 12: 0.5)
+ROOT_ITEMS="${ROOT_ITEMS:-4}"       # items a step decoded per stem for those losses (run 12: 2)
 DATA=data/studio_v1
 # Continue from what an earlier session committed instead of starting over:
 #   AE_EXPORT=checkpoints/<autoencoder export>      skip stage 2 (autoencoder + whitening)
@@ -71,6 +74,7 @@ INIT_ARGS=(--ae "$AE_EXPORT")
 # 3. the diffusion model (JEN-1 multi-task mix + Composer curriculum)
 $S train diffusion --data "$DIFF_DATA" "${INIT_ARGS[@]}" --steps "$DIFF_STEPS" --batch 8 \
    --lr "$DIFF_LR" --warmup "$DIFF_WARMUP" --joint-share "$DIFF_JOINT" --bass-root-weight "$BASS_ROOT" \
+   --bass-root-pool "$ROOT_POOL" --tonal-weight "$TONAL" --bass-root-items "$ROOT_ITEMS" \
    --device "$DEVICE" --out runs/diffusion_tiny --resume --export runs/diffusion_tiny/export
 
 # 4. the U-Net stored in float16 (the package limit is 60 MB), then the evaluation table of the model card on

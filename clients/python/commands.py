@@ -188,7 +188,7 @@ def _generation_fields(args: argparse.Namespace) -> dict[str, Any]:
                               "negative_prompt": args.negative or "", "seed": args.seed, "steps": args.steps,
                               "sampler": args.sampler, "cfg": args.cfg, "bpm": args.bpm, "key": args.key,
                               "chords": args.chords, "chord_beats": args.chord_beats, "chord_cfg": args.chord_cfg,
-                              "format": args.format}
+                              "chroma_guidance": args.chroma_guidance, "format": args.format}
     return {k: v for k, v in fields.items() if v is not None}
 
 
@@ -358,6 +358,8 @@ def _generation_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--chord-beats", type=float, help="beats per chord of --chords (default 4)")
     p.add_argument("--chord-cfg", type=float, help="guidance scale of the chords apart from the text's "
                                                    "(default 6; = --cfg: plain guidance)")
+    p.add_argument("--chroma-guidance", type=float, help="how far sampling moves the bass, instrument and melody "
+                                                         "onto the chords (0: off; default: the server's)")
     p.add_argument("--format", choices=("pcm24", "float32"), help="WAV format of the takes")
     p.add_argument("--unit", choices=("seconds", "samples", "beats", "bars"), default="seconds",
                    help="unit of --region (bars as BAR or BAR.BEAT)")

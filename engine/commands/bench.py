@@ -116,14 +116,15 @@ def bench_unet_flops(cfg, device, dtype, steps: int, repeats: int, device_name: 
 
 
 def bench_pipeline(model, seconds: float, steps: int, sampler: str, cfg_scale: float,
-                   prompt: str = BENCH_PROMPT) -> dict[str, Any]:
+                   prompt: str = BENCH_PROMPT, chroma_guidance: float | None = None) -> dict[str, Any]:
     from engine.audio import num_samples
     from engine.diffusion.guidance import guidance_branches
     from engine.pipeline import GenerationRequest, run_pipeline
 
     stamps: list[float] = []
     req = GenerationRequest(task="generate", prompt=prompt, stems=list(model.config.stems),
-                            num_samples=num_samples(seconds), seed=0, steps=steps, sampler=sampler, cfg=cfg_scale)
+                            num_samples=num_samples(seconds), seed=0, steps=steps, sampler=sampler, cfg=cfg_scale,
+                            **({} if chroma_guidance is None else {"chroma_guidance": chroma_guidance}))
     t0 = time.perf_counter()
     result = run_pipeline(model, req, lambda step, total, x0: stamps.append(time.perf_counter()))
     wall = time.perf_counter() - t0
@@ -131,6 +132,7 @@ def bench_pipeline(model, seconds: float, steps: int, sampler: str, cfg_scale: f
     chord_cfg = result.manifest.get("chord_cfg")
     return {"wall_s": wall, "s_per_step": per_step, "rtf": seconds / wall,
             "outside_sampler_s": wall - per_step * steps, "chord_cfg": chord_cfg,
+            "chroma_guidance": result.manifest.get("chroma_guidance"),
             "branches": guidance_branches(cfg_scale, chord_cfg)}
 
 
@@ -164,6 +166,10 @@ def cmd_bench_engine(args: argparse.Namespace) -> int:
         torch.cuda.reset_peak_memory_stats()
     pipe = bench_pipeline(model, args.seconds, args.steps, args.sampler, args.cfg, args.prompt)
     report.update({f"pipeline_{k}": v for k, v in pipe.items()})
+    if pipe["chroma_guidance"] is not None:  # the same request without chroma guidance, for its cost
+        plain = bench_pipeline(model, args.seconds, args.steps, args.sampler, args.cfg, args.prompt, 0.0)
+        report["unguided_s_per_step"] = plain["s_per_step"]
+        report["chroma_guidance_step_ratio"] = pipe["s_per_step"] / plain["s_per_step"]
 
     # 3. raw baseline: bare U-Net forward of the batch one of those sampler steps ran (one item per branch)
     batch = pipe["branches"]
@@ -194,6 +200,10 @@ def cmd_bench_engine(args: argparse.Namespace) -> int:
           f"{pipe['wall_s'] / (raw * args.steps):8.2f}")
     print(f"  {'real-time factor (audio s / wall s)':34s}{pipe['rtf']:14.3f}{args.seconds / (raw * args.steps):14.3f}")
     print(f"  {'outside the sampler (s)':34s}{pipe['outside_sampler_s']:14.2f}")
+    if "chroma_guidance_step_ratio" in report:
+        print(f"  chroma guidance {pipe['chroma_guidance']:g}: {pipe['s_per_step']:.4f} s per step against "
+              f"{report['unguided_s_per_step']:.4f} without it ({report['chroma_guidance_step_ratio']:.2f}x; "
+              f"engine/diffusion/chroma_guidance.py)")
     print(f"  model load (once per process, not in the figures above): {report['model_load_s']:.1f} s")
     print(f"  peak RSS {report['peak_rss_mib']:.0f} MiB" + (
         f", CUDA max allocated {report['cuda_max_allocated_mib']:.0f} MiB" if "cuda_max_allocated_mib" in report else ""))

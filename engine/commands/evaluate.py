@@ -27,6 +27,8 @@ def register(sub: Any, groups: dict[str, argparse._SubParsersAction]) -> None:
     p.add_argument("--chord-cfg", type=float, default=None, metavar="W",
                    help="guidance scale of the planned chords apart from the text's (default: the pipeline's)")
     p.add_argument("--figures", default=None, metavar="DIR", help="write the spectrogram PNG for the model card")
+    p.add_argument("--chroma-guidance", type=float, default=None, metavar="W",
+                   help="chroma guidance of the tonal stems onto the planned chords (default: the pipeline's)")
     p.add_argument("--threads", type=int, default=2, help="CPU threads for torch (0 = torch default)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.set_defaults(func=_run)
@@ -43,7 +45,7 @@ def _run(args: argparse.Namespace) -> int:
     opts = EvalOptions(n=args.n, data=args.data, train_data=args.train_data, model=args.model, steps=args.steps,
                        sampler=args.sampler, cfg=args.cfg, seconds=args.seconds, seed=args.seed,
                        figures=args.figures, device=args.device, chords=not args.no_chords,
-                       chord_cfg=args.chord_cfg)
+                       chord_cfg=args.chord_cfg, chroma_guidance=args.chroma_guidance)
     result = run_eval(opts)
     print(format_table(result))
     if args.json:

@@ -129,7 +129,8 @@ def sampling_options(args: argparse.Namespace) -> dict[str, Any]:
     pipeline default)."""
     opts = {"seed": args.seed, "steps": args.steps, "sampler": args.sampler, "cfg": args.cfg,
             "negative_prompt": args.negative_prompt, "grid_offset": args.grid_offset,
-            "chords": args.chords, "chord_beats": args.chord_beats, "chord_cfg": args.chord_cfg}
+            "chords": args.chords, "chord_beats": args.chord_beats, "chord_cfg": args.chord_cfg,
+            "chroma_guidance": args.chroma_guidance}
     return {k: v for k, v in opts.items() if v is not None}
 
 
@@ -149,6 +150,9 @@ def _common(p: argparse.ArgumentParser, prompt_required: bool = False) -> None:
     p.add_argument("--chord-beats", type=float, default=None, help="beats per chord of --chords (default 4)")
     p.add_argument("--chord-cfg", type=float, default=None, metavar="W",
                    help="guidance scale of the chords apart from the text's (default 6; = --cfg: plain guidance)")
+    p.add_argument("--chroma-guidance", type=float, default=None, metavar="W",
+                   help="how far each high-noise sampling step moves the bass, instrument and melody onto the "
+                        "chords (0: off; default: the pipeline's)")
     p.add_argument("--model", default=None, help="checkpoint dir, hub id, or config name (tiny, jen1-composer)")
     p.add_argument("--out", required=True, help="output folder")
 

@@ -26,6 +26,12 @@ def register(sub: Any, groups: dict[str, argparse._SubParsersAction]) -> None:
                         "given chords' roots (engine/train/bass_root.py; default 0: off)")
     p.add_argument("--bass-root-items", type=int, default=4,
                    help="items a step whose predicted bass is decoded for that loss (the noisiest; default 4)")
+    p.add_argument("--bass-root-pool", choices=("frame", "segment"), default="frame",
+                   help="the bass-root loss per 25 ms STFT frame (run 11) or on each chord segment's summed power, "
+                        "where a passing tone costs little (default frame)")
+    p.add_argument("--tonal-weight", type=float, default=0.0,
+                   help="weight of the chord-tone loss: the decoded predicted instrument's power on the sounding "
+                        "chord's tones and the melody's on the crop's chord tones, per chord segment (default 0: off)")
     p.add_argument("--joint-share", type=float, default=0.0,
                    help="probability that an item trains full joint generation of every stem (default 0: the "
                         "Composer curriculum alone)")
@@ -52,7 +58,8 @@ def _run(args: argparse.Namespace) -> int:
         data=args.data, ae=args.ae, out=args.out, config=args.config, steps=args.steps, batch=args.batch,
         seconds=args.seconds, lr=args.lr, warmup=args.warmup, joint_share=args.joint_share,
         chord_dropout=args.chord_dropout, bass_root_weight=args.bass_root_weight,
-        bass_root_items=args.bass_root_items, ema_decay=args.ema_decay, device=args.device,
+        bass_root_items=args.bass_root_items, bass_root_pool=args.bass_root_pool, tonal_weight=args.tonal_weight,
+        ema_decay=args.ema_decay, device=args.device,
         threads=args.threads, seed=args.seed, ckpt_minutes=args.ckpt_minutes, resume=args.resume,
         export=args.export, init_unet=args.init_unet,
         init_unet_from=args.init_unet_from)

@@ -74,6 +74,7 @@ class EvalOptions:
     device: str = "cpu"
     chords: bool = True  # False: generate without chords (a model with a chord track: the ablation)
     chord_cfg: float | None = None  # chord guidance scale; None: the pipeline's default (DEFAULT_CHORD_CFG)
+    chroma_guidance: float | None = None  # None: the pipeline's default (DEFAULT_CHROMA_GUIDANCE)
 
     def validate(self) -> None:
         if self.n < 1:
@@ -227,6 +228,8 @@ def run_eval(opts: EvalOptions, model: Any = None) -> dict[str, Any]:
                     chords=None if opts.chords else "none")  # None: the pipeline plans them from the prompt
         if opts.chord_cfg is not None:
             base["chord_cfg"] = opts.chord_cfg
+        if opts.chroma_guidance is not None:
+            base["chroma_guidance"] = opts.chroma_guidance
 
         # 1. joint generation: tempo, key, roles
         gen = run_pipeline(model, GenerationRequest(task="generate", stems=list(stems), num_samples=n, **base)).stems
@@ -285,8 +288,10 @@ def run_eval(opts: EvalOptions, model: Any = None) -> dict[str, Any]:
         log.info("eval item %d/%d (%s) done, %.1f s", i + 1, len(items), item["id"], time.monotonic() - t0)
     chords = "planned" if opts.chords and getattr(model.unet, "chord_track", None) is not None else "none"
     chord_cfg = opts.chord_cfg if opts.chord_cfg is not None else GenerationRequest.chord_cfg
+    chroma = opts.chroma_guidance if opts.chroma_guidance is not None else GenerationRequest.chroma_guidance
     return {**acc.reduce(), "n": len(items), "model_hash": model.hash, "chords": chords,
-            "cfg": opts.cfg, "chord_cfg": chord_cfg if chords == "planned" else None}
+            "cfg": opts.cfg, "chord_cfg": chord_cfg if chords == "planned" else None,
+            "chroma_guidance": chroma if chords == "planned" else None}
 
 
 def format_table(result: dict[str, Any]) -> str:

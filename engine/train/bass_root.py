@@ -20,6 +20,13 @@ decoded bass hit its roots in 2 of 25 chord segments at t = 900 (8 held-out item
 audio cannot be fooled that way. Run 11 (docs/MODEL_CARD.md) trained with this one: generated bass on its roots
 0.375 of chord segments, from 0.167.
 
+Run 11's per-frame form cost the bass its rhythm (bass onsets 24 ms from the drum grid, from 6.6): every 25 ms
+frame off the root paid, so held roots won over lines. ``pool="segment"`` sums each chord segment's power before
+taking the share, so a passing tone or an onset costs little while the segment as a whole sits on its root. The
+same loss reads the other tonal stems (:func:`chroma_share_loss`, ``--tonal-weight``): the instrument's power on
+the sounding chord's tones, the melody's on the crop's chord tones (:func:`scale_targets`), in the key
+estimator's 40 Hz-2 kHz band; run 11 had lost diatonic notes in those stems (key scale 0.578, from 0.719).
+
 The labels are the chord roots whatever the bass plays (the studio's bass sounds the root in about two thirds of
 its chord segments, passing tones and fifths in the rest), so the loss leans the bass towards the roots; the
 diffusion loss keeps the rest of the data distribution.
@@ -35,12 +42,23 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from engine.config import HOP, SAMPLE_RATE
+from engine.diffusion.chroma import (  # noqa: F401  (re-exported: the training's names for them)
+    BASS_BAND,
+    N_FFT,
+    PITCH_CLASSES,
+    POOLS,
+    STFT_HOP,
+    TONAL_BAND,
+    chord_roots,
+    chroma_share_loss,
+    pitch_class_matrix,
+    root_targets,
+    scale_targets,
+)
 from engine.text.attributes import prompt_attributes
 from engine.text.chords import chord_features
 
 log = logging.getLogger(__name__)
-
-PITCH_CLASSES = 12
 
 
 class BassRootProbe(nn.Module):
@@ -58,13 +76,6 @@ class BassRootProbe(nn.Module):
 
     def spec(self) -> dict[str, int]:
         return {"dim": self.dim, "hidden": self.hidden, "kernel": self.kernel}
-
-
-def chord_roots(track: Tensor) -> Tensor:
-    """(..., 24, F) chord track (:func:`engine.text.chords.chord_features`) -> (..., F) int64: the root per frame
-    (its rows 12-23 are the root's one-hot), -1 where the track is empty (no chord, or chords not given)."""
-    roots = track[..., 12:, :]
-    return torch.where(roots.sum(dim=-2) > 0, roots.argmax(dim=-2), -1)
 
 
 def root_labels(harmony: Any, bpm: float | None, grid_offset: float, frames: int) -> Tensor:
@@ -150,41 +161,9 @@ def load_probe(path: Any) -> BassRootProbe:
     return probe.eval().requires_grad_(False)
 
 
-# ---- the loss, read off the decoded audio --------------------------------------------------------
-N_FFT = 16384  # 2.9 Hz bins, 0.34 s: a Hann main lobe (+-5.9 Hz) inside a semitone down to about 100 Hz
-STFT_HOP = 1200  # 25 ms
-BASS_BAND = (30.0, 300.0)  # engine.eval.key.BASS_RANGE
-
-
-def pitch_class_matrix(n_fft: int = N_FFT, sr: int = SAMPLE_RATE, band: tuple[float, float] = BASS_BAND) -> Tensor:
-    """(12, n_fft // 2 + 1) 0/1: which rfft bins of ``band`` fold to which pitch class (nearest MIDI note)."""
-    freqs = torch.fft.rfftfreq(n_fft, 1.0 / sr, dtype=torch.float64)
-    sel = (freqs >= band[0]) & (freqs <= band[1])
-    out = torch.zeros(PITCH_CLASSES, freqs.numel())
-    midi = torch.round(69 + 12 * torch.log2(freqs[sel] / 440.0)).long()
-    out[midi % 12, torch.nonzero(sel).flatten()] = 1.0
-    return out
-
-
-def bass_chroma_loss(audio: Tensor, labels: Tensor, weights: Tensor, hop: int = HOP) -> tuple[Tensor, Tensor]:
-    """Minus the log share of the bass band's power on the root's pitch class, per STFT frame.
-
-    ``audio`` (n, N) mono decoded bass; ``labels`` (n, F) the root per latent frame (-1: none); ``weights`` (n, F)
-    per latent frame (the loss mask x sigma(t)^2). Returns (sum of weight x loss over the STFT frames whose centre
-    lies on a labelled latent frame, the number of those frames with a non-zero weight) so that a caller can pool
-    over groups. Power, not the key estimator's magnitude: a tone's window leakage into the neighbouring semitones
-    then costs little (a 110 Hz sine keeps 0.9 of the band on A, where magnitudes give it 0.38 and G# 0.29), so
-    the loss asks for the root itself. Shares are floored by 1e-3 of the batch's mean band power per pitch class,
-    so that a silent frame costs log 12 and not infinity."""
-    window = torch.hann_window(N_FFT, dtype=audio.dtype, device=audio.device)
-    spec = torch.stft(audio, N_FFT, STFT_HOP, window=window, center=True, return_complex=True)
-    spec = spec.abs().square()  # (n, bins, T) power
-    chroma = torch.einsum("cb,nbt->nct", pitch_class_matrix().to(audio.device, audio.dtype), spec)  # (n, 12, T)
-    floor = 1e-3 * chroma.detach().mean().clamp_min(1e-8)
-    share = (chroma + floor) / (chroma.sum(dim=1, keepdim=True) + PITCH_CLASSES * floor)
-    frame = (torch.arange(chroma.shape[-1], device=audio.device) * STFT_HOP // hop).clamp_max(labels.shape[-1] - 1)
-    y, w = labels[:, frame], weights[:, frame]  # (n, T) at each STFT frame's centre
-    known = y >= 0
-    nll = -torch.log(share.gather(1, y.clamp_min(0)[:, None]).squeeze(1))
-    w = w * known.to(w.dtype)
-    return (nll * w).sum(), (known & (weights[:, frame] > 0)).sum().to(audio.dtype)
+# ---- the loss, read off the decoded audio (engine/diffusion/chroma.py) ----------------------------
+def bass_chroma_loss(audio: Tensor, labels: Tensor, weights: Tensor, hop: int = HOP,
+                     pool: str = "frame") -> tuple[Tensor, Tensor]:
+    """:func:`chroma_share_loss` of the bass band on the root's pitch class: ``labels`` (n, F) the root per latent
+    frame (-1: none)."""
+    return chroma_share_loss(audio, root_targets(labels), weights, BASS_BAND, pool, hop)

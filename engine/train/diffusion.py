@@ -63,7 +63,8 @@ from engine.train.common import (
 )
 from engine.text.attributes import attribute_tensor, prompt_attributes
 from engine.text.chords import CHORD_FEATURES, chord_features
-from engine.train.bass_root import bass_chroma_loss, chord_roots
+from engine.train.bass_root import (BASS_BAND, POOLS, TONAL_BAND, chord_roots, chroma_share_loss, root_targets,
+                                    scale_targets)
 from engine.train.tasks import DiffusionBatch, build_batch, sample_plan
 from protocol.errors import CheckpointNotFound, InvalidArgument, ModelError
 
@@ -88,6 +89,8 @@ class DiffusionTrainOptions:
     chord_dropout: float = 0.2  # share of captioned items trained without their chord track (chord_conditioning)
     bass_root_weight: float = 0.0  # weight of the bass-root loss (engine.train.bass_root); 0: off
     bass_root_items: int = 4  # items a step whose predicted bass is decoded for it (the noisiest basses)
+    bass_root_pool: str = "frame"  # the bass-root loss per STFT frame or per chord segment
+    tonal_weight: float = 0.0  # weight of the chord-tone loss of the instrument and melody stems; 0: off
     weight_decay: float = 0.1
     betas: tuple[float, float] = (0.9, 0.95)
     grad_clip: float = 1.0
@@ -114,6 +117,10 @@ class DiffusionTrainOptions:
         if self.bass_root_weight < 0 or self.bass_root_items < 1:
             raise InvalidArgument(f"--bass-root-weight must be >= 0 and --bass-root-items >= 1, got "
                                   f"{self.bass_root_weight} / {self.bass_root_items}")
+        if self.bass_root_pool not in POOLS:
+            raise InvalidArgument(f"--bass-root-pool must be one of {', '.join(POOLS)}, got {self.bass_root_pool!r}")
+        if self.tonal_weight < 0:
+            raise InvalidArgument(f"--tonal-weight must be >= 0, got {self.tonal_weight}")
         if self.init_unet and self.init_unet_from:
             raise InvalidArgument("--init-unet and --init-unet-from are exclusive")
 
@@ -285,6 +292,20 @@ class BassRootTerm:
     stem: int  # the bass track's index
     schedule: NoiseSchedule
     items: int = 4  # per forward group, the items with the noisiest generated bass are decoded
+    pool: str = "frame"  # the bass term per STFT frame or per chord segment (engine.train.bass_root.POOLS)
+    tonal_weight: float = 0.0  # weight of the chord-tone terms of the other tonal stems; 0: off
+    tonal: tuple[tuple[int, str], ...] = ()  # (stem index, "tones" | "scale") for those terms
+
+
+PART_LABELS = {"bass": "root", "tones": "tones", "scale": "scale"}  # progress-line names of the chroma terms
+
+
+def _tonal_jobs(term: BassRootTerm) -> list[tuple[str, int, str, float, tuple[float, float], str]]:
+    """(part name, stem, target kind, weight, band, pool) of each chroma term ``term`` asks for."""
+    jobs = [("bass_root", term.stem, "root", term.weight, BASS_BAND, term.pool)] if term.weight > 0 else []
+    if term.tonal_weight > 0:
+        jobs += [(f"{kind}_{stem}", stem, kind, term.tonal_weight, TONAL_BAND, "segment") for stem, kind in term.tonal]
+    return jobs
 
 
 def batch_loss(unet: torch.nn.Module, batch: DiffusionBatch, states: Tensor, text_mask: Tensor,
@@ -293,16 +314,22 @@ def batch_loss(unet: torch.nn.Module, batch: DiffusionBatch, states: Tensor, tex
     """Masked MSE to ``batch.target`` (epsilon or v) over the batch, one U-Net forward per mode (bi-/unidirectional).
 
     ``bass_root`` (with ``batch.chords``): plus its weight x the bass-root loss
-    (:func:`engine.train.bass_root.bass_chroma_loss`) of the U-Net's data prediction of the bass track, decoded,
-    for the ``bass_root.items`` items of each forward whose generated bass is noisiest, each frame weighted by
-    the loss mask and the bass track's sigma(t)^2. ``parts`` receives ``mse`` and ``bass_root`` (the loss per
-    labelled STFT frame, sigma(t)^2-weighted, before ``bass_root.weight``)."""
+    (:func:`engine.train.bass_root.chroma_share_loss` on the given chords' roots, per frame or per chord segment)
+    of the U-Net's data prediction of the bass track, decoded, for the ``bass_root.items`` items of each forward
+    whose generated bass is noisiest, each frame weighted by the loss mask and the bass track's sigma(t)^2; and
+    with ``tonal_weight``, the same kind of term, per chord segment, for each stem of ``tonal`` (the instrument on
+    the sounding chord's tones, the melody on the crop's chord tones). All the decodes of a forward go through
+    the decoder in one call. ``parts`` receives ``mse`` and each term by name (``bass_root``, ``tones_<stem>``,
+    ``scale_<stem>``: the loss per scored STFT frame, sigma(t)^2-weighted, before its weight)."""
     B, C, F = batch.eps.shape
     D = C // num_stems
     attrs = attribute_tensor(batch.prompts).to(batch.eps.device)  # tempo + key of the same prompts
     total = batch.eps.new_zeros(())
-    use_root = bass_root is not None and bass_root.weight > 0 and batch.chords is not None
-    root_sum, root_frames = batch.eps.new_zeros(()), batch.eps.new_zeros(())
+    jobs = _tonal_jobs(bass_root) if bass_root is not None else []
+    use_root = bool(jobs) and batch.chords is not None
+    job_of = {job[0]: job for job in jobs}
+    sums: dict[str, Any] = {}
+    counts: dict[str, Any] = {}
     for causal, idx in batch.mode_groups():
         offset = batch.grid_offset[idx.cpu()].to(batch.eps.device) if batch.grid_offset is not None else None
         chords = batch.chords[idx.cpu()].to(batch.eps.device) if batch.chords is not None else None
@@ -311,27 +338,45 @@ def batch_loss(unet: torch.nn.Module, batch: DiffusionBatch, states: Tensor, tex
         err = (pred.float() - batch.target[idx]).reshape(len(idx), num_stems, D, F).pow(2)
         total = total + (err * batch.loss_mask[idx][:, :, None, :]).sum()
         if use_root:
-            t = batch.t[idx][:, bass_root.stem]
-            mask = batch.loss_mask[idx][:, bass_root.stem]
             labels = chord_roots(chords)  # the given chords' roots; -1 where none are given (dropped)
-            useful = ((mask * (labels >= 0).to(mask.dtype)).sum(dim=1) > 0).nonzero().flatten()
-            if useful.numel():
+            tones = chords[:, :12]
+            picks, x0s, targets, weights = [], [], [], []
+            for name, stem, kind, _, _, _ in jobs:
+                t = batch.t[idx][:, stem]
+                mask = batch.loss_mask[idx][:, stem]
+                useful = ((mask * (labels >= 0).to(mask.dtype)).sum(dim=1) > 0).nonzero().flatten()
+                if not useful.numel():
+                    continue
                 pick = useful[t[useful].argsort(descending=True)[: bass_root.items]]
-                s = slice(bass_root.stem * D, (bass_root.stem + 1) * D)
-                x0 = bass_root.schedule.x0_from_output(pred[pick, s].float(), batch.x[idx][pick, s], t[pick])
-                # sigma(t)^2: where the note is decided (high noise), not where the bass is still visible
-                w = mask[pick] * bass_root.schedule.sigma(t[pick]).to(mask.device, mask.dtype)[:, None] ** 2
-                loss_sum, frames = bass_chroma_loss(bass_root.decode(x0, F * HOP), labels[pick], w)
-                root_sum, root_frames = root_sum + loss_sum, root_frames + frames
+                s = slice(stem * D, (stem + 1) * D)
+                x0s.append(bass_root.schedule.x0_from_output(pred[pick, s].float(), batch.x[idx][pick, s], t[pick]))
+                # sigma(t)^2: where the notes are decided (high noise), not where the stem is still visible
+                weights.append(mask[pick] * bass_root.schedule.sigma(t[pick]).to(mask.device, mask.dtype)[:, None] ** 2)
+                targets.append(root_targets(labels[pick]) if kind == "root"
+                               else tones[pick] if kind == "tones" else scale_targets(tones[pick]))
+                picks.append((name, len(pick)))
+            if picks:
+                audio = bass_root.decode(torch.cat(x0s), F * HOP)  # one decoder call for every stem's items
+                start = 0
+                for (name, n), tgt, w in zip(picks, targets, weights):
+                    band, pool = job_of[name][4], job_of[name][5]
+                    loss_sum, frames = chroma_share_loss(audio[start:start + n], tgt, w, band, pool)
+                    sums[name] = sums.get(name, 0.0) + loss_sum
+                    counts[name] = counts.get(name, 0.0) + frames
+                    start += n
     mse = total / (batch.loss_mask.sum() * D).clamp_min(1.0)
     if parts is not None:
         parts["mse"] = float(mse.detach())
     if not use_root:
         return mse
-    ce = root_sum / root_frames.clamp_min(1.0)
-    if parts is not None:
-        parts["bass_root"] = float(ce.detach())
-    return mse + bass_root.weight * ce
+    loss = mse
+    for name, _, _, weight, _, _ in jobs:
+        if name in sums:
+            term = sums[name] / torch.as_tensor(counts[name]).clamp_min(1.0)
+            loss = loss + weight * term
+            if parts is not None:
+                parts[name] = float(term.detach())
+    return loss
 
 
 class _Laps:
@@ -392,14 +437,15 @@ class DiffusionTrainer:
         self.seconds_per_step = float("nan")
         self.last_parts: dict[str, float] = {}
         self.bass_root: BassRootTerm | None = None
-        if opts.bass_root_weight > 0:
+        if opts.bass_root_weight > 0 or opts.tonal_weight > 0:
             self.bass_root = self._bass_root_term()
 
     def _bass_root_term(self) -> BassRootTerm:
         """The bass-root loss, decoding through the model's frozen autoencoder (eval mode: no latent masking)."""
-        if not self.cfg.unet.chord_conditioning or self.latents.harmony is None or "bass" not in self.cfg.stems:
-            raise InvalidArgument("--bass-root-weight needs a U-Net with a chord track, a bass stem and a corpus "
-                                  "with chords (studio renders)")
+        stems = self.cfg.stems
+        if not self.cfg.unet.chord_conditioning or self.latents.harmony is None or "bass" not in stems:
+            raise InvalidArgument("--bass-root-weight and --tonal-weight need a U-Net with a chord track, a bass "
+                                  "stem and a corpus with chords (studio renders)")
         ae, whitening = self.model.autoencoder.to(self.device), self.model.whitening.to(self.device)
         ae.eval().requires_grad_(False)
         whitening.requires_grad_(False)
@@ -408,8 +454,10 @@ class DiffusionTrainer:
             p = next(ae.parameters())
             return ae.decode(whitening.unwhiten(z.to(p.dtype)), samples).float().mean(dim=1)
 
-        return BassRootTerm(decode, self.opts.bass_root_weight, self.cfg.stems.index("bass"), self.schedule,
-                            self.opts.bass_root_items)
+        tonal = tuple((stems.index(name), kind) for name, kind in (("instrument", "tones"), ("melody", "scale"))
+                      if name in stems)
+        return BassRootTerm(decode, self.opts.bass_root_weight, stems.index("bass"), self.schedule,
+                            self.opts.bass_root_items, self.opts.bass_root_pool, self.opts.tonal_weight, tonal)
 
     # ---- state ---------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -528,8 +576,8 @@ class DiffusionTrainer:
                 loss = self.train_step()
                 if not np.isfinite(loss):
                     raise ModelError(f"diffusion loss became {loss} at step {self.step}")
-                progress.update(loss=loss, lr=self.scheduler.get_last_lr()[0],
-                                **({"root": self.last_parts["bass_root"]} if "bass_root" in self.last_parts else {}))
+                progress.update(loss=loss, lr=self.scheduler.get_last_lr()[0], **{
+                    PART_LABELS.get(k.split("_")[0], k): v for k, v in self.last_parts.items() if k != "mse"})
                 if timer.due():
                     self.save()
                     timer.mark()
@@ -552,7 +600,8 @@ class DiffusionTrainer:
         training = {"kind": "diffusion", "steps": self.step, "batch": self.opts.batch, "frames": self.frames,
                     "lr": self.opts.lr, "ema_decay": self.opts.ema_decay, "joint_share": self.opts.joint_share,
                     "items": len(self.latents),
-                    **({"bass_root_weight": self.opts.bass_root_weight, "bass_root_items": self.opts.bass_root_items}
+                    **({"bass_root_weight": self.opts.bass_root_weight, "bass_root_items": self.opts.bass_root_items,
+                        "bass_root_pool": self.opts.bass_root_pool, "tonal_weight": self.opts.tonal_weight}
                        if self.bass_root is not None else {}),
                     "final_loss": self.last_loss,
                     "seconds_per_step": self.seconds_per_step if math.isfinite(self.seconds_per_step) else None,

@@ -39,9 +39,10 @@ def test_connection_options_work_before_and_after_the_subcommand() -> None:
                            "--keep", "drums=t-9", "--steps", "2"])
     assert (b.port, b.prompt, b.region, b.keep, b.steps) == (9002, "funk", "1:3", ["drums=t-9"], 2)
     c = parser.parse_args(["client", "generate", "funk", "--chords", "Am F C G", "--chord-beats", "2",
-                           "--chord-cfg", "6"])
+                           "--chord-cfg", "6", "--chroma-guidance", "0.5"])
     fields = _generation_fields(c)
     assert fields["chords"] == "Am F C G" and fields["chord_beats"] == 2.0 and fields["chord_cfg"] == 6.0
+    assert fields["chroma_guidance"] == 0.5
     m.Generate(**fields)  # the fields the client sends are a valid request
     assert "chords" not in _generation_fields(parser.parse_args(["client", "generate", "funk"]))
     for argv in (["client", "session", "create"], ["client", "audition", "stop"], ["client", "jobs", "list"],

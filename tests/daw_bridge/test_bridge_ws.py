@@ -198,11 +198,12 @@ def test_worker_killed_mid_job_fails_job_and_daemon_keeps_serving(daemon: Daemon
 
 
 def test_chords_reach_the_model_and_the_take_manifest(ws) -> None:
-    _, done, _ = _generate(ws, stems=["bass"], chords="Am F", chord_beats=2, chord_cfg=5,
+    _, done, _ = _generate(ws, stems=["bass"], chords="Am F", chord_beats=2, chord_cfg=5, chroma_guidance=0.5,
                            region={"unit": "seconds", "start": 0, "end": 0.25})
     manifest = json.loads(Path(done["takes"][0]["manifest_path"]).read_text())
     assert manifest["parameters"]["chords"] == "Am F" and manifest["parameters"]["chord_beats"] == 2
     assert manifest["parameters"]["chord_cfg"] == 5 and manifest["pipeline"]["chord_cfg"] == 5.0
+    assert manifest["parameters"]["chroma_guidance"] == 0.5 and manifest["pipeline"]["chroma_guidance"] == 0.5
     assert manifest["pipeline"]["chords_source"] == "given"
     assert manifest["pipeline"]["chords"]["chords"] == ["A min", "F"]
     assert manifest["pipeline"]["chords"]["beats_per_chord"] == 2

@@ -199,12 +199,21 @@ def test_bench_engine_quick(use_tiny, capsys) -> None:
     assert report["peak_rss_mib"] > 0
     # no key in the default prompt: no chords, so the baseline is the cond + uncond batch
     assert report["pipeline_chord_cfg"] is None and report["baseline_batch"] == 2
+    assert report["pipeline_chroma_guidance"] is None and "chroma_guidance_step_ratio" not in report
     # a prompt naming a key plans chords and guides them apart: three branches, and the baseline runs all three
     assert main(["bench", "engine", "--steps", "2", "--seconds", "0.2", "--repeats", "1", "--json",
                  "--prompt", "funk at 100 bpm in E minor"]) == 0
     keyed = json.loads(capsys.readouterr().out)
     assert keyed["prompt"] == "funk at 100 bpm in E minor"
     assert keyed["pipeline_chord_cfg"] == 6.0 and keyed["baseline_batch"] == 3
+    # and guides the tonal stems onto those chords (the pipeline's default), timed against the same request
+    # without it (a figure, not asserted on: timings belong to the bench, not to tests)
+    from engine.pipeline import DEFAULT_CHROMA_GUIDANCE
+
+    assert DEFAULT_CHROMA_GUIDANCE > 0 and keyed["pipeline_chroma_guidance"] == DEFAULT_CHROMA_GUIDANCE
+    assert keyed["unguided_s_per_step"] > 0
+    assert keyed["chroma_guidance_step_ratio"] == pytest.approx(keyed["pipeline_s_per_step"]
+                                                                / keyed["unguided_s_per_step"])
     assert device_peak_tflops("NVIDIA H100 80GB HBM3") == 989.0 and device_peak_tflops("NVIDIA H100 PCIe") == 756.0
     assert device_peak_tflops("some other card") is None
     import torch

@@ -67,8 +67,10 @@ def test_literal_generate() -> None:
 
 
 def test_chords_travel_with_generation_requests() -> None:
-    msg = codec.decode('{"v":1,"type":"generate","chords":"Am F C G","chord_beats":2,"chord_cfg":6}')
+    msg = codec.decode('{"v":1,"type":"generate","chords":"Am F C G","chord_beats":2,"chord_cfg":6,'
+                       '"chroma_guidance":0.5}')
     assert msg.chords == "Am F C G" and msg.chord_beats == 2.0 and msg.chord_cfg == 6.0
+    assert msg.chroma_guidance == 0.5
     assert codec.decode(codec.encode(msg)) == msg
 
 
@@ -139,6 +141,8 @@ def test_unknown_type(text: str) -> None:
     ('"type":"generate","chord_beats":0', "generate.chord_beats"),
     ('"type":"generate","chord_cfg":-1', "generate.chord_cfg"),
     ('"type":"continue","seconds":2,"chord_cfg":101', "continue.chord_cfg"),
+    ('"type":"generate","chroma_guidance":-0.1', "generate.chroma_guidance"),
+    ('"type":"inpaint","stems":["bass"],"region":{"start":0,"end":1},"chroma_guidance":11', "inpaint.chroma_guidance"),
     ('"type":"inpaint","stems":["bass"],"region":{"start":0,"end":1},"chord_beats":100', "inpaint.chord_beats"),
     ('"type":"generate","colour":"red"', "generate.colour"),
     ('"type":"generate","id":true', "generate.id"),

@@ -10,6 +10,7 @@ import pytest
 
 from engine.eval.figures import colormap, write_png
 from engine.eval.runner import BOUNDS, METRIC_KEYS, EvalOptions, format_table, run_eval
+from engine.pipeline import GenerationRequest
 from protocol.errors import InvalidArgument
 
 
@@ -27,9 +28,11 @@ def test_eval_json_keys_exact(studio, tiny_model, tmp_path):
     opts = EvalOptions(n=2, steps=2, seconds=1.5, data=str(studio / "heldout"), cache_dir=str(tmp_path / "cache"),
                        figures=str(tmp_path / "fig"))
     result = run_eval(opts, model=tiny_model)
-    assert set(result) == {"model", "upper_bound", "lower_bound", "n", "model_hash", "chords", "cfg", "chord_cfg"}
+    assert set(result) == {"model", "upper_bound", "lower_bound", "n", "model_hash", "chords", "cfg", "chord_cfg",
+                           "chroma_guidance"}
     assert result["chords"] == "planned"  # the tiny configuration has a chord track; heldout prompts name keys
     assert result["cfg"] == 3.0 and result["chord_cfg"] == 6.0  # the pipeline's default chord guidance
+    assert result["chroma_guidance"] == GenerationRequest.chroma_guidance > 0  # and its default chroma guidance
     assert result["n"] == 2 and result["model_hash"] == tiny_model.hash
     for bound in BOUNDS:
         assert list(result[bound]) == list(METRIC_KEYS)

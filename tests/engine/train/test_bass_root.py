@@ -16,13 +16,16 @@ from engine.model import StemforgeModel
 from engine.text.chords import Harmony, chord_features
 from engine.train.bass_root import (
     N_FFT,
+    TONAL_BAND,
     bass_chroma_loss,
     chord_roots,
+    chroma_share_loss,
     load_probe,
     pitch_class_matrix,
     probe_accuracy,
     root_labels,
     save_probe,
+    scale_targets,
     train_probe,
 )
 from engine.train.diffusion import DiffusionTrainer, DiffusionTrainOptions, LatentSet, batch_loss
@@ -172,6 +175,68 @@ def test_the_loss_is_low_on_the_root_and_high_elsewhere() -> None:
     assert float(bass_chroma_loss(stepped, torch.full((1, frames), 9), ones)[0]) < float(loss.detach())
 
 
+def _line(notes: list[tuple[float, float]]) -> torch.Tensor:
+    """(1, N) a sequence of (Hz, seconds) sine notes."""
+    return torch.cat([_tone(hz, sec) for hz, sec in notes], dim=1)
+
+
+def test_segment_pooling_forgives_a_passing_tone_and_keeps_chords_apart() -> None:
+    frames = int(2 * SAMPLE_RATE / HOP)
+    ones = torch.ones(1, frames)
+    a = torch.full((1, frames), 9)
+
+    def loss(audio, labels, pool):
+        s, n = bass_chroma_loss(audio, labels, ones, pool=pool)
+        return float(s / n)
+    # A held for 1.6 s with a 0.4 s passing tone on B in the middle: per frame the passing tone's frames cost
+    # log-share of almost nothing; pooled over the segment the root still holds most of the power
+    walk = _line([(110.0, 0.8), (123.47, 0.4), (110.0, 0.8)])
+    held = _tone(110.0, 2.0)
+    assert loss(walk, a, "segment") < 0.45 and loss(walk, a, "frame") > 1.0
+    assert loss(walk, a, "segment") < 0.5 * loss(walk, a, "frame")
+    assert loss(held, a, "segment") == pytest.approx(loss(held, a, "frame"), abs=0.05)  # both ~0
+    assert loss(_tone(146.83, 2.0), a, "segment") > 5.0  # a whole segment on D: as bad as per frame
+    # two chords, A then D: segments are scored apart, so playing them in the wrong order costs
+    ad = torch.full((1, frames), 9)
+    ad[:, frames // 2:] = 2
+    right = _line([(110.0, 1.0), (146.83, 1.0)])
+    wrong = _line([(146.83, 1.0), (110.0, 1.0)])
+    assert loss(right, ad, "segment") < 0.3 and loss(wrong, ad, "segment") > 4.0
+    # a zero weight or no label: nothing scored; silence costs log 12 per segment as per frame
+    s0, n0 = bass_chroma_loss(right, ad, torch.zeros(1, frames), pool="segment")
+    assert float(s0) == 0.0 and float(n0) == 0.0
+    assert loss(torch.zeros_like(right), ad, "segment") == pytest.approx(np.log(12), rel=1e-3)
+    with pytest.raises(ValueError):
+        bass_chroma_loss(right, ad, ones, pool="bar")
+
+
+def test_chord_tones_and_the_crops_collection_as_targets() -> None:
+    frames = int(2 * SAMPLE_RATE / HOP)
+    ones = torch.ones(1, frames)
+    h = Harmony(((0, 4, 7), (5, 9, 0)), 1.0)  # C then F, a beat (0.5 s) each at 120 bpm
+    tones = chord_features(h, 120.0, 0.0, frames, FRAME_S)[None, :12]  # (1, 12, F)
+
+    def loss(audio, targets):
+        s, n = chroma_share_loss(audio, targets, ones, TONAL_BAND, "segment")
+        return float(s / n)
+    c_e_g, f_a_c = (261.63, 329.63, 392.0), (349.23, 440.0, 523.25)
+    chord = lambda hz, sec: sum(_tone(f, sec) for f in hz)  # noqa: E731
+    comping = torch.cat([chord(c_e_g, 0.5), chord(f_a_c, 0.5)] * 2, dim=1)
+    clash = torch.cat([chord(f_a_c, 0.5), chord(c_e_g, 0.5)] * 2, dim=1)  # each chord over the other's bar
+    off_key = torch.cat([chord((277.18, 369.99, 415.3), 0.5)] * 4, dim=1)  # C#, F#, G#: none in C, E, F, G, A
+    assert loss(comping, tones) < 0.1
+    assert loss(clash, tones) > loss(comping, tones) + 0.5
+    assert loss(off_key, tones) > 4.0
+    # the crop's collection: any tone of the progression counts anywhere in it (a melody on A over C is fine)
+    scale = scale_targets(tones)
+    assert torch.equal(scale[0, :, 0], torch.tensor([1.0, 0, 0, 0, 1, 1, 0, 1, 0, 1, 0, 0]))
+    assert (scale == scale[:, :, :1]).all()
+    assert loss(clash, scale) < 0.1 and loss(off_key, scale) > 4.0
+    dropped = tones.clone()
+    dropped[..., : frames // 2] = 0  # no chord known there: no target
+    assert (scale_targets(dropped)[..., : frames // 2] == 0).all()
+
+
 def _opts(tmp_path, **kw):
     base = dict(data="x", ae="x", out=str(tmp_path / "run"), steps=6, batch=4, lr=3e-3, warmup=0, device="cpu",
                 threads=1, ckpt_minutes=1e6, log_every=1000, ema_decay=0.9, chord_dropout=0.0,
@@ -232,6 +297,37 @@ def test_steps_with_the_term_lower_it(tmp_path, text_encoder) -> None:
     b0, a0 = after(1e-9)
     assert b1 == pytest.approx(b0)  # same start
     assert a1 < 0.8 * b1 and a1 < a0 - 0.1, (b1, a1, a0)
+
+
+def test_the_chord_tone_terms_join_the_step(tmp_path, text_encoder) -> None:
+    tr = DiffusionTrainer(_model(text_encoder), _root_set(), _opts(tmp_path, bass_root_items=2, tonal_weight=0.5,
+                                                                   bass_root_pool="segment"))
+    assert tr.bass_root.tonal == ((2, "tones"), (3, "scale")) and tr.bass_root.pool == "segment"
+    batch, states, mask = tr.make_batch(0)
+    parts: dict[str, float] = {}
+    loss = batch_loss(tr.unet, batch, states, mask, 4, tr.bass_root, parts)
+    assert set(parts) == {"mse", "bass_root", "tones_2", "scale_3"} and parts["tones_2"] > 0
+    assert float(loss.detach()) == pytest.approx(
+        parts["mse"] + parts["bass_root"] + 0.5 * (parts["tones_2"] + parts["scale_3"]), rel=1e-5)
+    # the chord-tone terms alone, without the bass root
+    tonal_only = dataclasses.replace(tr.bass_root, weight=0.0)
+    parts = {}
+    batch_loss(tr.unet, batch, states, mask, 4, tonal_only, parts)
+    assert set(parts) == {"mse", "tones_2", "scale_3"}
+    tr.unet.zero_grad()
+    (batch_loss(tr.unet, batch, states, mask, 4, tonal_only) - batch_loss(tr.unet, batch, states, mask, 4)).backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in tr.unet.parameters())
+    only = DiffusionTrainer(_model(text_encoder), _root_set(), _opts(tmp_path / "t", bass_root_weight=0.0,
+                                                                     tonal_weight=1.0, steps=2))
+    assert only.bass_root is not None
+    only.run()
+    assert "bass_root" not in only.last_parts and "tones_2" in only.last_parts
+    only.export(tmp_path / "model")
+    meta = StemforgeModel.from_pretrained(tmp_path / "model").meta["training"]
+    assert meta["tonal_weight"] == 1.0 and meta["bass_root_pool"] == "frame"
+    for bad in (dict(tonal_weight=-0.1), dict(bass_root_pool="bar")):
+        with pytest.raises(InvalidArgument):
+            _opts(tmp_path, **bad).validate()
 
 
 def test_the_trainer_records_the_term_and_refuses_what_it_cannot_use(tmp_path, text_encoder) -> None:

@@ -211,7 +211,7 @@ def test_cli_smoke(tmp_path, capsys):
                str(tmp_path / "run2"), "--export", str(tmp_path / "out2"), "--bass-root-weight", "0.5"])
     assert rc == 1
     err = capsys.readouterr().err
-    assert "error [invalid_argument]" in err and "--bass-root-weight needs" in err, err
+    assert "error [invalid_argument]" in err and "--bass-root-weight and --tonal-weight need" in err, err
     assert not (tmp_path / "out2").exists()
 
 

@@ -1,0 +1,109 @@
+"""Chroma guidance (engine/diffusion/chroma_guidance.py): the sampler's data prediction of the bass, instrument and
+melody moved onto the chords they follow, nothing else touched, and the pipeline's handling of the option."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from engine.config import HOP, SAMPLE_RATE
+from engine.diffusion.chroma import chord_roots, chroma_share_loss, root_targets, scale_targets
+from engine.diffusion.chroma_guidance import GUIDED_STEMS, make_chroma_guide
+from engine.pipeline import DEFAULT_CHROMA_GUIDANCE, GenerationRequest, run_pipeline
+from engine.text.chords import chord_features, parse_chords
+from protocol.errors import InvalidArgument
+
+FRAMES = 150  # 1 s of latent frames
+SAMPLES = FRAMES * HOP
+
+
+def _chords() -> torch.Tensor:
+    return chord_features(parse_chords("Am F"), 120.0, 0.0, FRAMES, HOP / SAMPLE_RATE)  # (24, F), 2 beats each
+
+
+def _losses(guide, x0: torch.Tensor, stems, generated) -> dict[str, float]:
+    """Each guided stem's chroma loss on its decoded data prediction (what the guide lowers)."""
+    D = guide.dim
+    ch = _chords()
+    roots, tones = chord_roots(ch[None]), ch[None, :12]
+    out = {}
+    for name, kind, band in GUIDED_STEMS:
+        pos = generated.index(stems.index(name))
+        z = x0.reshape(len(generated), D, FRAMES)[pos:pos + 1]
+        with torch.no_grad():
+            audio = guide.decode(z, SAMPLES)  # the frozen decoder, mono
+        tgt = root_targets(roots) if kind == "root" else tones if kind == "tones" else scale_targets(tones)
+        s, n = chroma_share_loss(audio, tgt, torch.ones(1, FRAMES), band, "segment")
+        out[name] = float(s / n)
+    return out
+
+
+def test_the_guide_moves_the_tonal_stems_onto_their_chords_and_nothing_else(tiny_model) -> None:
+    stems = tuple(tiny_model.config.stems)
+    generated = list(range(len(stems)))
+    D = tiny_model.config.whitened_dim
+    guide = make_chroma_guide(tiny_model, stems, generated, _chords(), torch.ones(FRAMES), SAMPLES, 0.2, 1000.0)
+    assert guide is not None and guide.t_min == 300.0
+    assert sorted(stems[generated[p]] for p in guide.positions) == ["bass", "instrument", "melody"]
+    x0 = torch.randn(1, len(stems) * D, FRAMES, generator=torch.Generator().manual_seed(0))
+    moved = guide(x0, 900.0, 1.0)
+    assert moved.shape == x0.shape and torch.isfinite(moved).all()
+    per_stem = (moved - x0).reshape(len(stems), D, FRAMES).abs().amax(dim=(1, 2))
+    drums = stems.index("drums")
+    assert per_stem[drums] == 0  # not a tonal stem: untouched, bit for bit
+    assert all(per_stem[i] > 0 for i in generated if i != drums)
+    # the step is sigma(t) x scale in whitened RMS units per stem
+    rms = (moved - x0).reshape(len(stems), D, FRAMES).pow(2).mean(dim=(1, 2)).sqrt()
+    assert rms[stems.index("bass")] == pytest.approx(0.2, rel=1e-3)
+    before, after = _losses(guide, x0, stems, generated), _losses(guide, moved, stems, generated)
+    assert all(after[s] < before[s] for s in before), (before, after)
+    # below t_min (the notes are decided by then) the prediction passes through as it is
+    assert guide(x0, 200.0, 0.5) is x0
+
+
+def test_nothing_to_guide_gives_no_guide(tiny_model) -> None:
+    stems = tuple(tiny_model.config.stems)
+    every = list(range(len(stems)))
+    mask = torch.ones(FRAMES)
+    assert make_chroma_guide(tiny_model, stems, every, _chords(), mask, SAMPLES, 0.0, 1000.0) is None
+    assert make_chroma_guide(tiny_model, stems, every, torch.zeros(24, FRAMES), mask, SAMPLES, 1.0, 1000.0) is None
+    assert make_chroma_guide(tiny_model, stems, [stems.index("drums")], _chords(), mask, SAMPLES, 1.0,
+                             1000.0) is None
+    # only the bass generated: it is the one guided, at its position in the generated stack
+    g = make_chroma_guide(tiny_model, stems, [stems.index("bass")], _chords(), mask, SAMPLES, 1.0, 1000.0)
+    assert g is not None and g.positions == [0] and g.bands == [GUIDED_STEMS[0][2]]
+
+
+def _req(**kw) -> GenerationRequest:
+    base = dict(task="generate", prompt="funk at 100 bpm in E minor", num_samples=int(0.5 * SAMPLE_RATE), steps=4,
+                seed=3)
+    return GenerationRequest(**{**base, **kw})
+
+
+def test_the_pipeline_guides_when_asked_and_keeps_what_is_given(tiny_model) -> None:
+    plain = run_pipeline(tiny_model, _req(chroma_guidance=0.0))
+    guided = run_pipeline(tiny_model, _req(chroma_guidance=1.0))
+    assert plain.manifest["chroma_guidance"] is None and guided.manifest["chroma_guidance"] == 1.0
+    assert run_pipeline(tiny_model, _req(steps=1)).manifest["chroma_guidance"] == DEFAULT_CHROMA_GUIDANCE > 0
+    for name, audio in guided.stems.items():
+        assert audio.shape == (2, int(0.5 * SAMPLE_RATE)) and np.isfinite(audio).all()
+    assert not np.array_equal(guided.stems["bass"], plain.stems["bass"])
+    # no chords to follow: nothing guided, the same audio as without the option
+    none = run_pipeline(tiny_model, _req(chroma_guidance=1.0, chords="none"))
+    assert none.manifest["chroma_guidance"] is None
+    np.testing.assert_array_equal(none.stems["bass"],
+                                  run_pipeline(tiny_model, _req(chords="none", chroma_guidance=0.0)).stems["bass"])
+    # given drums come back exactly as given; the generated bass is guided
+    drums = (0.1 * np.sin(np.linspace(0, 200, int(0.5 * SAMPLE_RATE)))).astype(np.float32)[None].repeat(2, 0)
+    cond = run_pipeline(tiny_model, _req(stems=["bass"], given={"drums": drums}, chroma_guidance=1.0))
+    assert cond.manifest["chroma_guidance"] == 1.0 and cond.manifest["stems_generated"] == ["bass"]
+    np.testing.assert_array_equal(cond.stems["drums"], drums)
+
+
+@pytest.mark.parametrize("bad", [-0.5, math.nan, math.inf, 11.0])
+def test_bad_chroma_guidance_is_refused(tiny_model, bad) -> None:
+    with pytest.raises(InvalidArgument, match="chroma_guidance"):
+        run_pipeline(tiny_model, _req(chroma_guidance=bad))
