@@ -239,6 +239,7 @@ function generationFields() {
   if ($("opt-negative").value.trim()) f.negative_prompt = $("opt-negative").value.trim();
   if ($("opt-chords").value.trim()) f.chords = $("opt-chords").value.trim();
   if (int("opt-chord-cfg") !== undefined) f.chord_cfg = int("opt-chord-cfg");
+  if (int("opt-chroma") !== undefined) f.chroma_guidance = int("opt-chroma");
   return f;
 }
 

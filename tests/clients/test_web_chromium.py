@@ -159,8 +159,10 @@ def test_web_studio_in_headless_chromium(tmp_path: Path) -> None:
     assert "manifest_error" not in result, result.get("manifest_error")
     manifest = json.loads(Path(result["manifest_path"]).read_text())
     assert manifest == json.loads(Path(take.manifest_path).read_text())
-    # the Advanced fields travel with every job: the Chord guidance field's 4.5 reached the inpainting plan
+    # the Advanced fields travel with every job: the Chord guidance field's 4.5 and the Chroma guidance field's 0.5
+    # reached the inpainting plan
     assert manifest["task"] == "inpaint" and manifest["parameters"]["chord_cfg"] == 4.5
+    assert manifest["parameters"]["chroma_guidance"] == 0.5
     assert manifest["parameters"]["steps"] == 2
 
     png = SCREENSHOT.read_bytes()

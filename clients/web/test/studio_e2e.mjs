@@ -82,6 +82,7 @@ try {
   await page.fill("#opt-steps", "2");
   await page.fill("#opt-seed", "11");
   await page.fill("#opt-chord-cfg", "4.5");
+  await page.fill("#opt-chroma", "0.5");
   await page.click("#btn-generate");
   await waitJob("done");
   await waitDrawn(stems);
