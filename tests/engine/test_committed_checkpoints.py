@@ -28,7 +28,10 @@ def test_latest_checkpoint_is_the_one_evaluated_and_fits_the_package() -> None:
 
 @pytest.mark.parametrize(("name", "report_name", "n"), [("stemforge-tiny-lowband-s3500", "tiny-lowband-s3500-n32", 32),
                                                        ("stemforge-tiny-lowband-s13000", "tiny-lowband-s13000", 64),
-                                                       ("stemforge-tiny-bassroot-s16240", "tiny-bassroot-s16240", 64)])
+                                                       ("stemforge-tiny-bassroot-s16240", "tiny-bassroot-s16240", 64),
+                                                       ("stemforge-tiny-lowband-s13000", "tiny-lowband-s13000-chroma1", 64),
+                                                       ("stemforge-tiny-lowband-s13000", "tiny-lowband-s13000-chroma1.5",
+                                                        64)])
 def test_low_band_runs_are_the_ones_evaluated_and_read_the_low_band_latents(name, report_name, n) -> None:
     run = REPO / "checkpoints" / name
     report = json.loads((REPO / "docs" / "eval" / f"{report_name}.json").read_text())
@@ -37,6 +40,8 @@ def test_low_band_runs_are_the_ones_evaluated_and_read_the_low_band_latents(name
     model = StemforgeModel.from_pretrained(run)
     assert model.config.autoencoder.lowband_fft == 8192 and model.autoencoder.enc_low is not None
     assert model.refresh_hash() == report["model_hash"]  # a re-save: same bytes
+    if "chroma" in report_name:  # the guided evaluations (model card, "Chroma guidance") say which strength
+        assert report["chroma_guidance"] == float(report_name.rsplit("chroma", 1)[1])
 
 
 @pytest.mark.parametrize("name", ["stemforge-tiny-bassroot-s16240", "stemforge-tiny-lowband-s13000",
