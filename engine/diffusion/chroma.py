@@ -8,6 +8,8 @@ melody. ``engine.train.bass_root`` trains the U-Net with it (``--bass-root-weigh
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -15,11 +17,11 @@ from torch import Tensor
 from engine.config import HOP, SAMPLE_RATE
 
 PITCH_CLASSES = 12
-
-
 N_FFT = 16384  # 2.9 Hz bins, 0.34 s: a Hann main lobe (+-5.9 Hz) inside a semitone down to about 100 Hz
 STFT_HOP = 1200  # 25 ms
 BASS_BAND = (30.0, 300.0)  # engine.eval.key.BASS_RANGE
+TONAL_BAND = (40.0, 2000.0)  # engine.eval.key.F_MIN / F_MAX: the key estimator's chroma band for every stem
+POOLS = ("frame", "segment")
 
 
 def pitch_class_matrix(n_fft: int = N_FFT, sr: int = SAMPLE_RATE, band: tuple[float, float] = BASS_BAND) -> Tensor:
@@ -32,8 +34,6 @@ def pitch_class_matrix(n_fft: int = N_FFT, sr: int = SAMPLE_RATE, band: tuple[fl
     return out
 
 
-TONAL_BAND = (40.0, 2000.0)  # engine.eval.key.F_MIN / F_MAX: the key estimator's chroma band for every stem
-POOLS = ("frame", "segment")
 _MATRICES: dict[tuple[float, float], Tensor] = {}
 
 
@@ -110,3 +110,15 @@ def chord_roots(track: Tensor) -> Tensor:
     (its rows 12-23 are the root's one-hot), -1 where the track is empty (no chord, or chords not given)."""
     roots = track[..., 12:, :]
     return torch.where(roots.sum(dim=-2) > 0, roots.argmax(dim=-2), -1)
+
+
+def mono_decoder(model: Any) -> Callable[[Tensor, int], Tensor]:
+    """``decode(z, samples)``: whitened (n, D, F) latents -> (n, samples) mono audio through ``model``'s autoencoder
+    (differentiable in ``z``; the caller freezes the weights), in float32."""
+    ae, whitening = model.autoencoder, model.whitening
+
+    def decode(z: Tensor, samples: int) -> Tensor:
+        p = next(ae.parameters())
+        return ae.decode(whitening.unwhiten(z.to(p.device, p.dtype)), samples).float().mean(dim=1)
+
+    return decode

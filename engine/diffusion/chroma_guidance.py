@@ -24,7 +24,8 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from engine.diffusion.chroma import BASS_BAND, TONAL_BAND, chord_roots, chroma_share_loss, root_targets, scale_targets
+from engine.diffusion.chroma import (BASS_BAND, TONAL_BAND, chord_roots, chroma_share_loss, mono_decoder, root_targets,
+                                    scale_targets)
 
 # which stems are guided, and onto what: (stem name, target kind, band)
 GUIDED_STEMS = (("bass", "root", BASS_BAND), ("instrument", "tones", TONAL_BAND), ("melody", "scale", TONAL_BAND))
@@ -80,12 +81,6 @@ def make_chroma_guide(model, stems: tuple[str, ...], generated: list[int], chord
             bands.append(band)
     if not positions:
         return None
-    ae, whitening = model.autoencoder, model.whitening
-
-    def decode(z: Tensor, n: int) -> Tensor:
-        p = next(ae.parameters())
-        return ae.decode(whitening.unwhiten(z.to(p.device, p.dtype)), n).float().mean(dim=1)
-
     weights = frame_mask.float()[None].expand(len(positions), -1).to(chords.device)
-    return ChromaGuide(decode, samples, int(model.config.whitened_dim), positions,
+    return ChromaGuide(mono_decoder(model), samples, int(model.config.whitened_dim), positions,
                        torch.cat(targets).float().to(chords.device), bands, weights, float(scale), float(t_min) * T)

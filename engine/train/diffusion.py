@@ -63,8 +63,8 @@ from engine.train.common import (
 )
 from engine.text.attributes import attribute_tensor, prompt_attributes
 from engine.text.chords import CHORD_FEATURES, chord_features
-from engine.train.bass_root import (BASS_BAND, POOLS, TONAL_BAND, chord_roots, chroma_share_loss, root_targets,
-                                    scale_targets)
+from engine.diffusion.chroma import (BASS_BAND, POOLS, TONAL_BAND, chord_roots, chroma_share_loss, mono_decoder,
+                                    root_targets, scale_targets)
 from engine.train.tasks import DiffusionBatch, build_batch, sample_plan
 from protocol.errors import CheckpointNotFound, InvalidArgument, ModelError
 
@@ -327,7 +327,6 @@ def batch_loss(unet: torch.nn.Module, batch: DiffusionBatch, states: Tensor, tex
     total = batch.eps.new_zeros(())
     jobs = _tonal_jobs(bass_root) if bass_root is not None else []
     use_root = bool(jobs) and batch.chords is not None
-    job_of = {job[0]: job for job in jobs}
     sums: dict[str, Any] = {}
     counts: dict[str, Any] = {}
     for causal, idx in batch.mode_groups():
@@ -341,7 +340,7 @@ def batch_loss(unet: torch.nn.Module, batch: DiffusionBatch, states: Tensor, tex
             labels = chord_roots(chords)  # the given chords' roots; -1 where none are given (dropped)
             tones = chords[:, :12]
             picks, x0s, targets, weights = [], [], [], []
-            for name, stem, kind, _, _, _ in jobs:
+            for name, stem, kind, _, band, pool in jobs:
                 t = batch.t[idx][:, stem]
                 mask = batch.loss_mask[idx][:, stem]
                 useful = ((mask * (labels >= 0).to(mask.dtype)).sum(dim=1) > 0).nonzero().flatten()
@@ -354,12 +353,11 @@ def batch_loss(unet: torch.nn.Module, batch: DiffusionBatch, states: Tensor, tex
                 weights.append(mask[pick] * bass_root.schedule.sigma(t[pick]).to(mask.device, mask.dtype)[:, None] ** 2)
                 targets.append(root_targets(labels[pick]) if kind == "root"
                                else tones[pick] if kind == "tones" else scale_targets(tones[pick]))
-                picks.append((name, len(pick)))
+                picks.append((name, len(pick), band, pool))
             if picks:
                 audio = bass_root.decode(torch.cat(x0s), F * HOP)  # one decoder call for every stem's items
                 start = 0
-                for (name, n), tgt, w in zip(picks, targets, weights):
-                    band, pool = job_of[name][4], job_of[name][5]
+                for (name, n, band, pool), tgt, w in zip(picks, targets, weights):
                     loss_sum, frames = chroma_share_loss(audio[start:start + n], tgt, w, band, pool)
                     sums[name] = sums.get(name, 0.0) + loss_sum
                     counts[name] = counts.get(name, 0.0) + frames
@@ -446,17 +444,11 @@ class DiffusionTrainer:
         if not self.cfg.unet.chord_conditioning or self.latents.harmony is None or "bass" not in stems:
             raise InvalidArgument("--bass-root-weight and --tonal-weight need a U-Net with a chord track, a bass "
                                   "stem and a corpus with chords (studio renders)")
-        ae, whitening = self.model.autoencoder.to(self.device), self.model.whitening.to(self.device)
-        ae.eval().requires_grad_(False)
-        whitening.requires_grad_(False)
-
-        def decode(z: Tensor, samples: int) -> Tensor:
-            p = next(ae.parameters())
-            return ae.decode(whitening.unwhiten(z.to(p.dtype)), samples).float().mean(dim=1)
-
+        self.model.autoencoder.to(self.device).eval().requires_grad_(False)
+        self.model.whitening.to(self.device).requires_grad_(False)
         tonal = tuple((stems.index(name), kind) for name, kind in (("instrument", "tones"), ("melody", "scale"))
                       if name in stems)
-        return BassRootTerm(decode, self.opts.bass_root_weight, stems.index("bass"), self.schedule,
+        return BassRootTerm(mono_decoder(self.model), self.opts.bass_root_weight, stems.index("bass"), self.schedule,
                             self.opts.bass_root_items, self.opts.bass_root_pool, self.opts.tonal_weight, tonal)
 
     # ---- state ---------------------------------------------------------------------------------------
