@@ -413,8 +413,14 @@ def run_pipeline(model, request: GenerationRequest,
             if harmony is not None and request.chroma_guidance > 0:
                 from engine.diffusion.chroma_guidance import make_chroma_guide
 
+                from engine.data.studio.theory import Key
+                from engine.text.attributes import parse_key
+
+                key_class = parse_key(full_prompt)
+                key_scale = None if key_class is None else Key(key_class % 12, "minor" if key_class >= 12 else
+                                                               "major").scale_pcs
                 guide = make_chroma_guide(model, stems, list(layout.generated), feats[0].to(device),
-                                          layout.frame_mask.to(device), nw, request.chroma_guidance, T)
+                                          layout.frame_mask.to(device), nw, request.chroma_guidance, T, key_scale)
 
         # 6. Noise: one (k, D, F) draw from the seed; generated stems start from their slice, free stems
         #    keep theirs as the fixed t = T input.

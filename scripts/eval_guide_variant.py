@@ -16,5 +16,5 @@ if __name__ == "__main__":
     if unknown:
         sys.exit(f"unknown guided stems {sorted(unknown)}; known: {[s[0] for s in cg.GUIDED_STEMS]}")
     cg.GUIDED_STEMS = tuple(s for s in cg.GUIDED_STEMS if s[0] in stems)
-    cg.make_chroma_guide.__defaults__ = (t_min,)  # make_chroma_guide's only default argument
+    cg.make_chroma_guide.__defaults__ = (*cg.make_chroma_guide.__defaults__[:-1], t_min)  # t_min: the last
     sys.exit(main(sys.argv[3:]))

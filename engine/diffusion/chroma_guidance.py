@@ -7,7 +7,8 @@ question at sampling time instead, the way universal guidance (Bansal et al. 202
 a sampler with a differentiable measure of its data prediction: at each step above ``t_min``, the data prediction
 of each guided stem is decoded by the frozen autoencoder, scored with
 :func:`engine.diffusion.chroma.chroma_share_loss` (the bass on the sounding chord's root, the instrument on its
-tones, the melody on the collection of the progression, per chord segment), and moved against the gradient:
+tones, the melody on the scale of the prompt's key, or else the progression's collection, per chord segment), and
+moved against the gradient:
 
     x0 <- x0 - scale * sigma(t) * g / rms(g)        (per stem, in whitened latent units)
 
@@ -67,17 +68,27 @@ class ChromaGuide:
 
 
 def make_chroma_guide(model, stems: tuple[str, ...], generated: list[int], chords: Tensor, frame_mask: Tensor,
-                      samples: int, scale: float, T: float, t_min: float = DEFAULT_T_MIN) -> ChromaGuide | None:
+                      samples: int, scale: float, T: float, collection: tuple[int, ...] | None = None,
+                      t_min: float = DEFAULT_T_MIN) -> ChromaGuide | None:
     """The guide for a request, or None when nothing is guided (scale 0, no chords, no tonal stem generated).
-    ``chords``: (24, F) the chord track the U-Net hears; ``frame_mask``: (F,) 1 where the stems are generated."""
+    ``chords``: (24, F) the chord track the U-Net hears; ``frame_mask``: (F,) 1 where the stems are generated;
+    ``collection``: the pitch classes of the key the prompt names (its scale), the melody's target where given,
+    else the union of the chords' tones (which leaves out the scale tones no chord of the crop sounds: over
+    I-IV in C, the B that tells C major from F major)."""
     if scale <= 0 or chords is None or float(chords[12:].sum()) == 0:
         return None
     roots, tones = chord_roots(chords[None]), chords[None, :12]
+    if collection is not None:
+        key = torch.zeros(1, 12, tones.shape[-1], dtype=tones.dtype, device=tones.device)
+        key[:, list(collection)] = 1.0
+        collection_targets = key * (tones.sum(dim=1, keepdim=True) > 0).to(tones.dtype)
+    else:
+        collection_targets = scale_targets(tones)
     positions, targets, bands = [], [], []
     for name, kind, band in GUIDED_STEMS:
         if name in stems and stems.index(name) in generated:
             positions.append(generated.index(stems.index(name)))
-            targets.append(root_targets(roots) if kind == "root" else tones if kind == "tones" else scale_targets(tones))
+            targets.append(root_targets(roots) if kind == "root" else tones if kind == "tones" else collection_targets)
             bands.append(band)
     if not positions:
         return None

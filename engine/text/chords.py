@@ -123,9 +123,18 @@ def genre_of(prompt: str) -> str | None:
     return best[2] if best else None
 
 
+def tonic_first(degrees: tuple[int, ...]) -> tuple[int, ...]:
+    """The progression turned to begin on its first tonic chord (degree 0): ``(5, 3, 0, 4)`` -> ``(0, 4, 5, 3)``;
+    unchanged without one."""
+    return degrees[degrees.index(0):] + degrees[:degrees.index(0)] if 0 in degrees else degrees
+
+
 def plan_chords(prompt: str, seed: int) -> Harmony | None:
     """A progression for ``prompt``'s key (None without a key): one of the studio's progressions for its genre
-    (all genres' when it names none) and mode, one chord a bar, drawn from ``seed``."""
+    (all genres' when it names none) and mode, one chord a bar, drawn from ``seed``, that states the key: it
+    begins on the tonic chord (:func:`tonic_first`; progressions without one are drawn only when the genre has
+    no other). A clip that opens on vi-IV-I-V in C major is heard in A minor: the first bar and its bass set the
+    tonic for a listener, and for the key estimator (``engine.eval.key``)."""
     from engine.data.studio import styles
     from engine.data.studio.theory import PROGRESSIONS, Key
     from engine.text.attributes import parse_key
@@ -143,7 +152,8 @@ def plan_chords(prompt: str, seed: int) -> Harmony | None:
         pool = [p for table in sorted(PROGRESSIONS) for p in PROGRESSIONS[table][mode]]
         size = 3
     rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, 0xC40D])
-    degrees = pool[int(rng.integers(len(pool)))]
+    pool = [p for p in pool if 0 in p] or pool  # the progressions that reach the tonic
+    degrees = tonic_first(pool[int(rng.integers(len(pool)))])
     return Harmony(tuple(key.chord(d, size).pcs for d in degrees), float(BEATS_PER_BAR))
 
 

@@ -25,6 +25,7 @@ from engine.text.chords import (
     parse_chord,
     parse_chords,
     plan_chords,
+    tonic_first,
 )
 from engine.train.diffusion import DiffusionTrainer, DiffusionTrainOptions, LatentSet, init_unet_from
 from protocol.errors import ConfigMismatch, InvalidArgument, ModelError
@@ -77,6 +78,20 @@ def test_plans_are_diatonic_deterministic_and_need_a_key() -> None:
     assert plan_chords("funk at 100 bpm", seed=3) is None
     major = plan_chords("a house track in Ab major", seed=1)
     assert all(set(c) <= set(Key(8, "major").scale_pcs) for c in major.chords)
+
+
+def test_planned_progressions_begin_on_the_tonic_chord() -> None:
+    assert tonic_first((5, 3, 0, 4)) == (0, 4, 5, 3)
+    assert tonic_first((1, 4, 0, 0)) == (0, 0, 1, 4)
+    assert tonic_first((2, 5, 1, 4)) == (2, 5, 1, 4)  # no tonic chord: unchanged
+    for prompt, key in (("lo-fi in Eb major", Key(3, "major")), ("house in Bb major", Key(10, "major")),
+                        ("jazz swing in B major", Key(11, "major")), ("funk in C major", Key(0, "major")),
+                        ("lo-fi in C# minor", Key(1, "minor")), ("pop in B minor", Key(11, "minor")),
+                        ("an ambient pad in F# major", Key(6, "major"))):
+        plans = {plan_chords(prompt, seed=s) for s in range(30)}
+        tonic = key.chord(0, 3).pcs
+        for plan in plans:  # the first bar sounds the tonic triad (a seventh chord on it included)
+            assert set(tonic) <= set(plan.chords[0]) and plan.chords[0][0] == key.tonic, (prompt, plan.names())
 
 
 # ---- features ------------------------------------------------------------------------------------

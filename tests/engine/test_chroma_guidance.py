@@ -77,6 +77,26 @@ def test_nothing_to_guide_gives_no_guide(tiny_model) -> None:
     assert g is not None and g.positions == [0] and g.bands == [GUIDED_STEMS[0][2]]
 
 
+def test_the_melody_follows_the_prompts_scale_where_the_key_is_known(tiny_model) -> None:
+    stems = tuple(tiny_model.config.stems)
+    every = list(range(len(stems)))
+    chords = chord_features(parse_chords("C F", 1.0), 120.0, 0.0, FRAMES, HOP / SAMPLE_RATE)  # I-IV, a beat each
+    mask = torch.ones(FRAMES)
+    mask[:20] = 0  # frames not generated keep their targets; the weights say they do not count
+    c_major = (0, 2, 4, 5, 7, 9, 11)
+    melody = [n for n, _, _ in GUIDED_STEMS].index("melody")
+    keyed = make_chroma_guide(tiny_model, stems, every, chords, mask, SAMPLES, 1.0, 1000.0, c_major)
+    union = make_chroma_guide(tiny_model, stems, every, chords, mask, SAMPLES, 1.0, 1000.0)
+    on = lambda g: set(torch.nonzero(g.targets[melody, :, 75]).flatten().tolist())  # noqa: E731
+    assert on(keyed) == set(c_major)  # B (11) asked for: it tells C major from F major
+    assert on(union) == {0, 4, 5, 7, 9}  # the chords' tones only: no B
+    assert torch.equal(keyed.targets[:melody], union.targets[:melody])  # bass and instrument: as before
+    # frames without a chord are not scored either way
+    bare = chord_features(parse_chords("C -", 1.0), 120.0, 0.0, FRAMES, HOP / SAMPLE_RATE)
+    g = make_chroma_guide(tiny_model, stems, every, bare, mask, SAMPLES, 1.0, 1000.0, c_major)
+    assert g.targets[melody, :, 10].sum() == 7 and g.targets[melody, :, 120].sum() == 0
+
+
 def _req(**kw) -> GenerationRequest:
     base = dict(task="generate", prompt="funk at 100 bpm in E minor", num_samples=int(0.5 * SAMPLE_RATE), steps=4,
                 seed=3)

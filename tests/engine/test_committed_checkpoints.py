@@ -26,12 +26,39 @@ def test_latest_checkpoint_is_the_one_evaluated_and_fits_the_package() -> None:
     assert StemforgeModel.from_pretrained(LATEST).refresh_hash() == report["model_hash"]  # a re-save: same bytes
 
 
+GATES = {"tempo_adherence": (">=", 0.60), "key_adherence": (">=", 0.50), "stem_role_accuracy": (">=", 0.80),
+         "inpaint_outside_db": ("<=", -40.0), "ae_lsd_db": ("<=", 10.0)}  # issue 4, on `stemforge eval --n 64`
+
+
+def test_the_shipped_default_is_the_evaluated_run_and_passes_the_gates() -> None:
+    """engine/weights/default/ holds run 10's files, bit for bit, and its evaluation (docs/eval/default.json, the
+    model card's table) passes every gate at n = 64 with the pipeline's defaults."""
+    from engine.model import DEFAULT_WEIGHTS
+    from engine.pipeline import DEFAULT_CHORD_CFG, DEFAULT_CHROMA_GUIDANCE
+
+    report = json.loads((REPO / "docs" / "eval" / "default.json").read_text())
+    assert report["n"] == 64 and report["chords"] == "planned"
+    assert report["chord_cfg"] == DEFAULT_CHORD_CFG and report["chroma_guidance"] == DEFAULT_CHROMA_GUIDANCE
+    assert ckpt.directory_hash(DEFAULT_WEIGHTS) == report["model_hash"]
+    assert ckpt.directory_hash(REPO / "checkpoints" / "stemforge-tiny-lowband-s13000") == report["model_hash"]
+    assert sum(f.stat().st_size for f in DEFAULT_WEIGHTS.iterdir()) < PACKAGE_LIMIT
+    for key, (op, bound) in GATES.items():
+        value = report["model"][key]
+        assert (value >= bound if op == ">=" else value <= bound), (key, value, bound)
+    model = StemforgeModel.default()
+    assert model.trained and model.hash == report["model_hash"]
+
+
 @pytest.mark.parametrize(("name", "report_name", "n"), [("stemforge-tiny-lowband-s3500", "tiny-lowband-s3500-n32", 32),
                                                        ("stemforge-tiny-lowband-s13000", "tiny-lowband-s13000", 64),
                                                        ("stemforge-tiny-bassroot-s16240", "tiny-bassroot-s16240", 64),
                                                        ("stemforge-tiny-lowband-s13000", "tiny-lowband-s13000-chroma1", 64),
                                                        ("stemforge-tiny-lowband-s13000", "tiny-lowband-s13000-chroma1.5",
-                                                        64)])
+                                                        64),
+                                                       ("stemforge-tiny-lowband-s13000", "tiny-lowband-s13000-tonicfirst",
+                                                        64),
+                                                       ("stemforge-tiny-lowband-s13000",
+                                                        "tiny-lowband-s13000-tonicfirst-g0", 64)])
 def test_low_band_runs_are_the_ones_evaluated_and_read_the_low_band_latents(name, report_name, n) -> None:
     run = REPO / "checkpoints" / name
     report = json.loads((REPO / "docs" / "eval" / f"{report_name}.json").read_text())
@@ -42,6 +69,9 @@ def test_low_band_runs_are_the_ones_evaluated_and_read_the_low_band_latents(name
     assert model.refresh_hash() == report["model_hash"]  # a re-save: same bytes
     if "chroma" in report_name:  # the guided evaluations (model card, "Chroma guidance") say which strength
         assert report["chroma_guidance"] == float(report_name.rsplit("chroma", 1)[1])
+    if "tonicfirst" in report_name:  # model card, "Planned progressions that state the key": guided, or not (g0)
+        assert report["chords"] == "planned" and report["chroma_guidance"] == (0.0 if report_name.endswith("g0")
+                                                                               else 1.0)
 
 
 @pytest.mark.parametrize("name", ["stemforge-tiny-bassroot-s16240", "stemforge-tiny-lowband-s13000",

@@ -59,12 +59,15 @@ def test_eval_json_keys_exact(studio, tiny_model, tmp_path):
 
 def test_eval_without_chords_is_the_ablation(studio, tiny_model, tmp_path):
     """--no-chords generates without the chord track; at its zero initialisation that is the same function, so
-    an untrained model scores exactly the same either way (a trained one does not: docs/MODEL_CARD.md)."""
+    an untrained model scores exactly the same either way without the chroma guide (a trained one does not:
+    docs/MODEL_CARD.md). The guide reads the planned chords whatever the U-Net does with them, so with it the
+    planned run's tonal stems differ."""
     opts = dict(n=1, steps=2, seconds=1.5, data=str(studio / "heldout"), cache_dir=str(tmp_path / "cache"))
-    planned = run_eval(EvalOptions(**opts), model=tiny_model)
+    planned = run_eval(EvalOptions(**opts, chroma_guidance=0.0), model=tiny_model)
     ablated = run_eval(EvalOptions(**opts, chords=False), model=tiny_model)
     assert (planned["chords"], ablated["chords"]) == ("planned", "none")
     assert planned["model"] == ablated["model"]
+    assert planned["chroma_guidance"] == 0.0 and ablated["chroma_guidance"] is None
 
 
 def test_eval_bad_input(tmp_path):
