@@ -19,6 +19,7 @@ U-Net: one decoder forward and backward per guided stem and step.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable
 
@@ -31,6 +32,20 @@ from engine.diffusion.chroma import (BASS_BAND, TONAL_BAND, chord_roots, chroma_
 # which stems are guided, and onto what: (stem name, target kind, band)
 GUIDED_STEMS = (("bass", "root", BASS_BAND), ("instrument", "tones", TONAL_BAND), ("melody", "scale", TONAL_BAND))
 DEFAULT_T_MIN = 0.3  # guide while t >= t_min * T (11 of 20 dpmpp-2m steps; 0.5: 10): where the notes are decided
+
+
+@contextmanager
+def _frozen(params: tuple[Tensor, ...]):
+    """``requires_grad`` off for ``params`` inside the block, restored after (weights that need no gradient keep
+    autograd from saving what only their gradient would need)."""
+    live = [p for p in params if p.requires_grad]
+    for p in live:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in live:
+            p.requires_grad_(True)
 
 
 @dataclass
@@ -46,24 +61,27 @@ class ChromaGuide:
     weights: Tensor  # (m, F) frames that count (the generated region)
     scale: float
     t_min: float  # absolute time: guide while t >= t_min
+    params: tuple[Tensor, ...] = ()  # the decoder's weights, kept out of the graph while the guide runs
 
     def __call__(self, x0: Tensor, t: float, sigma: float) -> Tensor:
         if self.scale <= 0 or t < self.t_min or not self.positions:
             return x0
         n = x0.shape[1] // self.dim
-        with torch.inference_mode(False), torch.enable_grad():
+        steps = []
+        # one stem at a time (each stem's measure depends on its own decode only, so the gradient is the same as
+        # decoding them together) and the decoder's weights out of the graph: only the activations that the
+        # gradient in z needs are kept, a third of what three stems decoded at once with weight gradients hold
+        with torch.inference_mode(False), torch.enable_grad(), _frozen(self.params):
             stack = x0.detach().clone().reshape(n, self.dim, x0.shape[-1])
-            z = stack[self.positions].clone().requires_grad_(True)
-            audio = self.decode(z, self.samples)
-            total = z.new_zeros(())
-            for j, band in enumerate(self.bands):
-                s, count = chroma_share_loss(audio[j:j + 1], self.targets[j:j + 1], self.weights[j:j + 1], band,
-                                             "segment")
-                total = total + s / count.clamp_min(1.0)
-            (grad,) = torch.autograd.grad(total, z)
-        rms = grad.pow(2).mean(dim=(1, 2), keepdim=True).sqrt().clamp_min(1e-12)
+            for j, (pos, band) in enumerate(zip(self.positions, self.bands)):
+                z = stack[pos:pos + 1].clone().requires_grad_(True)
+                s, count = chroma_share_loss(self.decode(z, self.samples), self.targets[j:j + 1],
+                                             self.weights[j:j + 1], band, "segment")
+                (grad,) = torch.autograd.grad(s / count.clamp_min(1.0), z)
+                steps.append(grad[0] / grad.pow(2).mean().sqrt().clamp_min(1e-12))
         moved = stack.clone()
-        moved[self.positions] = z.detach() - float(self.scale) * float(sigma) * grad / rms
+        for pos, step in zip(self.positions, steps):
+            moved[pos] = stack[pos] - float(self.scale) * float(sigma) * step
         return moved.reshape(x0.shape).to(x0.dtype)
 
 
@@ -94,4 +112,5 @@ def make_chroma_guide(model, stems: tuple[str, ...], generated: list[int], chord
         return None
     weights = frame_mask.float()[None].expand(len(positions), -1).to(chords.device)
     return ChromaGuide(mono_decoder(model), samples, int(model.config.whitened_dim), positions,
-                       torch.cat(targets).float().to(chords.device), bands, weights, float(scale), float(t_min) * T)
+                       torch.cat(targets).float().to(chords.device), bands, weights, float(scale), float(t_min) * T,
+                       tuple(model.autoencoder.parameters()))

@@ -64,6 +64,28 @@ def test_the_guide_moves_the_tonal_stems_onto_their_chords_and_nothing_else(tiny
     assert guide(x0, 200.0, 0.5) is x0
 
 
+def test_the_guide_decodes_one_stem_at_a_time_without_weight_gradients(tiny_model) -> None:
+    stems = tuple(tiny_model.config.stems)
+    every = list(range(len(stems)))
+    guide = make_chroma_guide(tiny_model, stems, every, _chords(), torch.ones(FRAMES), SAMPLES, 1.0, 1000.0)
+    params = list(tiny_model.autoencoder.parameters())
+    before = [p.requires_grad for p in params]
+    assert any(before)  # as loaded: the guide has something to take out of the graph
+    seen = []
+    decode = guide.decode
+
+    def spy(z, samples):
+        seen.append((z.shape[0], any(p.requires_grad for p in params)))
+        return decode(z, samples)
+
+    guide.decode = spy
+    x0 = torch.randn(1, len(stems) * guide.dim, FRAMES, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():  # as the pipeline calls it
+        moved = guide(x0, 900.0, 1.0)
+    assert seen == [(1, False)] * 3  # bass, instrument, melody, each alone, the weights out of the graph
+    assert [p.requires_grad for p in params] == before and not moved.requires_grad
+
+
 def test_nothing_to_guide_gives_no_guide(tiny_model) -> None:
     stems = tuple(tiny_model.config.stems)
     every = list(range(len(stems)))
