@@ -58,7 +58,9 @@ def test_the_shipped_default_is_the_evaluated_run_and_passes_the_gates() -> None
                                                        ("stemforge-tiny-lowband-s13000", "tiny-lowband-s13000-tonicfirst",
                                                         64),
                                                        ("stemforge-tiny-lowband-s13000",
-                                                        "tiny-lowband-s13000-tonicfirst-g0", 64)])
+                                                        "tiny-lowband-s13000-tonicfirst-g0", 64),
+                                                       ("stemforge-tiny-lowband-s13000",
+                                                        "tiny-lowband-s13000-tonicfirst-scale-batched", 64)])
 def test_low_band_runs_are_the_ones_evaluated_and_read_the_low_band_latents(name, report_name, n) -> None:
     run = REPO / "checkpoints" / name
     report = json.loads((REPO / "docs" / "eval" / f"{report_name}.json").read_text())
