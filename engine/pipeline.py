@@ -412,15 +412,12 @@ def run_pipeline(model, request: GenerationRequest,
             chords = torch.cat([feats if on else torch.zeros_like(feats) for on in hears_chords]).to(device)
             if harmony is not None and request.chroma_guidance > 0:
                 from engine.diffusion.chroma_guidance import make_chroma_guide
+                from engine.text.chords import prompt_key
 
-                from engine.data.studio.theory import Key
-                from engine.text.attributes import parse_key
-
-                key_class = parse_key(full_prompt)
-                key_scale = None if key_class is None else Key(key_class % 12, "minor" if key_class >= 12 else
-                                                               "major").scale_pcs
+                key = prompt_key(full_prompt)
                 guide = make_chroma_guide(model, stems, list(layout.generated), feats[0].to(device),
-                                          layout.frame_mask.to(device), nw, request.chroma_guidance, T, key_scale)
+                                          layout.frame_mask.to(device), nw, request.chroma_guidance, T,
+                                          None if key is None else key.scale_pcs)
 
         # 6. Noise: one (k, D, F) draw from the seed; generated stems start from their slice, free stems
         #    keep theirs as the fixed t = T input.

@@ -98,11 +98,17 @@ def root_targets(labels: Tensor) -> Tensor:
     return F.one_hot(labels.clamp_min(0), PITCH_CLASSES).transpose(1, 2) * known[:, None].to(torch.long)
 
 
-def scale_targets(tones: Tensor) -> Tensor:
-    """(n, 12, F) the chord tones per frame -> the union of the crop's chord tones, on the frames with a chord: a
-    melody's notes belong to the progression's collection, not to the sounding chord alone."""
-    known = tones.sum(dim=1, keepdim=True) > 0
-    return tones.amax(dim=-1, keepdim=True).expand_as(tones) * known.to(tones.dtype)
+def scale_targets(tones: Tensor, collection: tuple[int, ...] | None = None) -> Tensor:
+    """(n, 12, F) the chord tones per frame -> on the frames with a chord, ``collection`` (pitch classes, e.g. the
+    scale of the prompt's key) or, without one, the union of the crop's chord tones: a melody's notes belong to
+    the key, not to the sounding chord alone. The union leaves out the scale tones no chord of the crop sounds
+    (over I-IV in C, the B that tells C major from F major)."""
+    known = (tones.sum(dim=1, keepdim=True) > 0).to(tones.dtype)
+    if collection is None:
+        return tones.amax(dim=-1, keepdim=True).expand_as(tones) * known
+    on = torch.zeros(PITCH_CLASSES, 1, dtype=tones.dtype, device=tones.device)
+    on[list(collection)] = 1.0
+    return on * known
 
 
 def chord_roots(track: Tensor) -> Tensor:

@@ -69,8 +69,8 @@ class ChromaGuide:
         n = x0.shape[1] // self.dim
         steps = []
         # one stem at a time (each stem's measure depends on its own decode only, so the gradient is the same as
-        # decoding them together) and the decoder's weights out of the graph: only the activations that the
-        # gradient in z needs are kept, a third of what three stems decoded at once with weight gradients hold
+        # decoding them together) and the decoder's weights out of the graph: autograd keeps one stem's
+        # activations, and only those the gradient in z needs (memory: docs/MODEL_CARD.md, "Chroma guidance")
         with torch.inference_mode(False), torch.enable_grad(), _frozen(self.params):
             stack = x0.detach().clone().reshape(n, self.dim, x0.shape[-1])
             for j, (pos, band) in enumerate(zip(self.positions, self.bands)):
@@ -90,23 +90,17 @@ def make_chroma_guide(model, stems: tuple[str, ...], generated: list[int], chord
                       t_min: float = DEFAULT_T_MIN) -> ChromaGuide | None:
     """The guide for a request, or None when nothing is guided (scale 0, no chords, no tonal stem generated).
     ``chords``: (24, F) the chord track the U-Net hears; ``frame_mask``: (F,) 1 where the stems are generated;
-    ``collection``: the pitch classes of the key the prompt names (its scale), the melody's target where given,
-    else the union of the chords' tones (which leaves out the scale tones no chord of the crop sounds: over
-    I-IV in C, the B that tells C major from F major)."""
+    ``collection``: the scale of the key the prompt names, the melody's target
+    (:func:`engine.diffusion.chroma.scale_targets`; None: the union of the chords' tones)."""
     if scale <= 0 or chords is None or float(chords[12:].sum()) == 0:
         return None
     roots, tones = chord_roots(chords[None]), chords[None, :12]
-    if collection is not None:
-        key = torch.zeros(1, 12, tones.shape[-1], dtype=tones.dtype, device=tones.device)
-        key[:, list(collection)] = 1.0
-        collection_targets = key * (tones.sum(dim=1, keepdim=True) > 0).to(tones.dtype)
-    else:
-        collection_targets = scale_targets(tones)
     positions, targets, bands = [], [], []
     for name, kind, band in GUIDED_STEMS:
         if name in stems and stems.index(name) in generated:
             positions.append(generated.index(stems.index(name)))
-            targets.append(root_targets(roots) if kind == "root" else tones if kind == "tones" else collection_targets)
+            targets.append(root_targets(roots) if kind == "root" else tones if kind == "tones"
+                           else scale_targets(tones, collection))
             bands.append(band)
     if not positions:
         return None

@@ -129,6 +129,16 @@ def tonic_first(degrees: tuple[int, ...]) -> tuple[int, ...]:
     return degrees[degrees.index(0):] + degrees[:degrees.index(0)] if 0 in degrees else degrees
 
 
+def prompt_key(prompt: str):
+    """The key ``prompt`` names as an ``engine.data.studio.theory.Key`` (``"... in E minor"`` -> E aeolian), or
+    None when it names none."""
+    from engine.data.studio.theory import Key
+    from engine.text.attributes import parse_key
+
+    key_class = parse_key(prompt)
+    return None if key_class is None else Key(key_class % 12, "minor" if key_class >= 12 else "major")
+
+
 def plan_chords(prompt: str, seed: int) -> Harmony | None:
     """A progression for ``prompt``'s key (None without a key): one of the studio's progressions for its genre
     (all genres' when it names none) and mode, one chord a bar, drawn from ``seed``, that states the key: it
@@ -136,14 +146,12 @@ def plan_chords(prompt: str, seed: int) -> Harmony | None:
     no other). A clip that opens on vi-IV-I-V in C major is heard in A minor: the first bar and its bass set the
     tonic for a listener, and for the key estimator (``engine.eval.key``)."""
     from engine.data.studio import styles
-    from engine.data.studio.theory import PROGRESSIONS, Key
-    from engine.text.attributes import parse_key
+    from engine.data.studio.theory import PROGRESSIONS
 
-    key_class = parse_key(prompt)
-    if key_class is None:
+    key = prompt_key(prompt)
+    if key is None:
         return None
-    mode = "minor" if key_class >= 12 else "major"
-    key = Key(key_class % 12, mode)
+    mode = key.mode
     genre = genre_of(prompt)
     if genre is not None:
         style = styles.STYLES[genre]
